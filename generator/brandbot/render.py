@@ -1,0 +1,44 @@
+"""Rendering a brand with copier: the same copier.yml and template `copier copy` uses."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import copier
+
+from .paths import template_root
+from .validation import Problem, validate_answers
+
+
+class InvalidBrand(Exception):
+    """The answers break copier.yml's rules; `problems` lists every one."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(str(problem) for problem in problems))
+
+
+def render_brand(answers: dict[str, Any], destination: Path, *, overwrite: bool = False) -> Path:
+    """Validate the answers, then render the project into `destination` (no prompts, no tasks).
+
+    The template is read from the working tree as it is, uncommitted edits included, so a
+    developer sees their change at once; `copier copy` from a git URL uses the tagged release.
+    """
+    problems = validate_answers(answers)
+    if problems:
+        raise InvalidBrand(problems)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # copier warns that a dirty checkout is used: that is the point
+        copier.run_copy(
+            str(template_root()),
+            str(destination),
+            data=answers,
+            defaults=True,
+            overwrite=overwrite,
+            quiet=True,
+            unsafe=False,
+            vcs_ref="HEAD",
+        )
+    return destination

@@ -1,0 +1,27 @@
+"""Chainlit event handlers of this brand's customer-service bot.
+
+Only the handlers live here; the flow is in brandbot_runtime.chat, the brand's values in
+brand.toml and the deployment's settings in the environment (see .env.example).
+"""
+
+import chainlit as cl
+
+from brandbot_runtime import chat
+
+
+@cl.on_chat_start
+async def on_chat_start() -> None:
+    """Greet the customer, or explain that the bot is not configured."""
+    await chat.start()
+
+
+@cl.on_message
+async def on_message(message: cl.Message) -> None:
+    """Answer through the brand's AI middleware."""
+    await chat.reply(message.content)
+
+
+@cl.on_app_shutdown
+async def on_app_shutdown() -> None:
+    """Close the pooled middleware connections."""
+    await chat.shutdown()

@@ -1,0 +1,111 @@
+"""The brand: persona, welcome text, categories and every user-facing text, read from brand.toml.
+
+brand.toml is rendered once by copier from the brand's answers (where the rules for each value
+are checked); this model gives the values types and refuses a hand-edited file that lost a key.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .paths import brand_file
+
+_WORD_SEPARATORS = re.compile(r"[_\-.\s]+")
+_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+_MAX_DERIVED_LABEL = 60
+
+
+class BrandFileError(RuntimeError):
+    """brand.toml is missing or does not hold what the runtime needs."""
+
+
+class Texts(BaseModel):
+    """Every text the bot shows on its own behalf (the middleware's answers aside)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    thinking: str
+    specialist_transition: str
+    error_configuration: str
+    error_service_unavailable: str
+    error_timeout: str
+    error_connection: str
+    error_unexpected_answer: str
+
+    def specialist(self, label: str) -> str:
+        """The transition status for a specialist; `{label}` is the only placeholder."""
+        return self.specialist_transition.replace("{label}", label)
+
+
+class Category(BaseModel):
+    """A specialist category; without a label, one is derived from its id."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    label: str | None = None
+
+
+class Brand(BaseModel):
+    """Everything brand-specific the runtime reads; settings.py reads the overridable defaults."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    brand_name: str = Field(min_length=1)
+    brand_slug: str = Field(min_length=1)
+    bot_name: str = Field(min_length=1)
+    bot_role: str = Field(min_length=1)
+    welcome_message: str = Field(min_length=1)
+    auth_header: str = Field(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+    categories: dict[str, Category]
+    general_categories: frozenset[str]
+    texts: Texts
+
+    def specialist_label(self, category: str | None) -> str | None:
+        """The label to announce for `category`, or None when it is answered directly.
+
+        No category, an empty one or a general one is answered directly; a known specialist
+        category uses its label; any other id is announced with its id split into words.
+        """
+        if not category or category in self.general_categories:
+            return None
+        known = self.categories.get(category)
+        if known is not None and known.label:
+            return known.label
+        return words_of(category)
+
+
+def words_of(category_id: str) -> str:
+    """`OrderTracking` -> `Order Tracking`, `VIPSupport` -> `VIP Support`, `late_refund` -> `late refund`."""
+    spaced = _CAMEL_BOUNDARY.sub(" ", _WORD_SEPARATORS.sub(" ", category_id)).strip()
+    label = spaced or category_id
+    if len(label) > _MAX_DERIVED_LABEL:
+        label = label[: _MAX_DERIVED_LABEL - 1].rstrip() + "…"
+    return label
+
+
+def read_brand(path: Path) -> Brand:
+    """Parse and check one brand file, naming the file and the field on any problem."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as error:
+        raise BrandFileError(f"brand file {path} not found") from error
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise BrandFileError(f"brand file {path} is not valid TOML: {error}") from error
+    try:
+        return Brand.model_validate(data)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}" for item in error.errors()
+        )
+        raise BrandFileError(f"brand file {path}: {problems}") from error
+
+
+@lru_cache(maxsize=1)
+def load_brand() -> Brand:
+    """The project's brand, read once per process."""
+    return read_brand(brand_file())

@@ -1,0 +1,94 @@
+"""The conversation flow behind app.py's handlers: welcome, thinking, specialist, answer, failures.
+
+Each session keeps its own History in Chainlit's user session; the middleware client is shared
+by the whole process. A session whose configuration was invalid at chat start has no History,
+and every message in it gets the polite configuration error instead of a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import chainlit as cl
+
+from .brand import Brand, load_brand
+from .history import History
+from .middleware import MiddlewareClient, MiddlewareError
+from .settings import ConfigurationError, Settings, current_settings
+
+log = logging.getLogger("brandbot")
+
+_HISTORY_KEY = "brandbot_history"
+_client: MiddlewareClient | None = None
+
+
+def middleware_client(settings: Settings, brand: Brand) -> MiddlewareClient:
+    """The process's one client, created on first use inside the server's event loop."""
+    global _client
+    if _client is None:
+        _client = MiddlewareClient(
+            str(settings.backend_api_url),
+            secret=settings.backend_api_secret.get_secret_value(),
+            auth_header=brand.auth_header,
+            timeout_seconds=settings.request_timeout_seconds,
+            max_response_bytes=settings.max_response_bytes,
+        )
+    return _client
+
+
+async def shutdown() -> None:
+    """Close the shared client's connections."""
+    global _client
+    if _client is not None:
+        client, _client = _client, None
+        await client.aclose()
+
+
+async def start() -> None:
+    """Check the configuration, then greet the customer with the brand's welcome message."""
+    brand = load_brand()
+    settings = current_settings()
+    if isinstance(settings, ConfigurationError):
+        log.error("chat %s cannot start, %s", _session_id(), settings)
+        await cl.Message(content=brand.texts.error_configuration, author=brand.bot_name).send()
+        return
+    cl.user_session.set(_HISTORY_KEY, History(settings.history_max_turns))
+    await cl.Message(content=brand.welcome_message, author=settings.bot_name).send()
+
+
+async def reply(text: str) -> None:
+    """Answer one customer message through the middleware, whatever the middleware does."""
+    brand = load_brand()
+    settings = current_settings()
+    history: History | None = cl.user_session.get(_HISTORY_KEY)
+    if history is None or isinstance(settings, ConfigurationError):
+        await cl.Message(content=brand.texts.error_configuration, author=brand.bot_name).send()
+        return
+
+    status = cl.Message(content=brand.texts.thinking, author=settings.bot_name)
+    await status.send()
+    try:
+        answer = await middleware_client(settings, brand).ask(text, history.request_history(text))
+    except MiddlewareError as error:
+        log.warning("chat %s: %s; told the customer %s", _session_id(), error, error.text_id)
+        status.content = getattr(brand.texts, error.text_id)
+        await status.update()
+        return
+
+    label = brand.specialist_label(answer.category)
+    if label is not None:
+        status.content = brand.texts.specialist(label)
+        await status.update()
+        await asyncio.sleep(settings.transition_delay_seconds)
+    status.content = answer.response
+    await status.update()
+    history.record(text, answer.response)
+
+
+def _session_id() -> str:
+    """The Chainlit session id, to tie log lines to one chat without naming the customer."""
+    try:
+        return cl.context.session.id
+    except Exception:  # noqa: BLE001 - logging must never fail a reply
+        return "-"

@@ -1,0 +1,85 @@
+"""Runs app.py's real Chainlit handlers in-process and records what the customer would see."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+import chainlit as cl
+from chainlit.context import ChainlitContext, context_var
+from chainlit.emitter import BaseChainlitEmitter
+from chainlit.session import HTTPSession
+from chainlit.user_session import user_sessions
+
+import app
+
+
+@dataclass
+class Shown:
+    """One bot message and every content it showed, in order (send, then each update)."""
+
+    id: str
+    author: str
+    contents: list[str] = field(default_factory=list)
+
+    @property
+    def final(self) -> str:
+        """What the message shows in the end."""
+        return self.contents[-1]
+
+
+class RecordingEmitter(BaseChainlitEmitter):
+    """Records the steps Chainlit would emit to the browser."""
+
+    def __init__(self, session: HTTPSession) -> None:
+        super().__init__(session)
+        self.messages: dict[str, Shown] = {}
+        self.events: list[tuple[str, str]] = []
+
+    async def send_step(self, step_dict):  # type: ignore[no-untyped-def]
+        shown = Shown(id=step_dict["id"], author=step_dict.get("name", ""))
+        shown.contents.append(step_dict["output"])
+        self.messages[shown.id] = shown
+        self.events.append(("send", step_dict["output"]))
+
+    async def update_step(self, step_dict):  # type: ignore[no-untyped-def]
+        self.messages[step_dict["id"]].contents.append(step_dict["output"])
+        self.events.append(("update", step_dict["output"]))
+
+    async def delete_step(self, step_dict):  # type: ignore[no-untyped-def]
+        self.messages.pop(step_dict["id"], None)
+        self.events.append(("delete", step_dict["id"]))
+
+
+class ChatHarness:
+    """A fresh Chainlit session per instance; `start()` and `say()` call app.py's handlers."""
+
+    def __init__(self) -> None:
+        self.session = HTTPSession(id=str(uuid.uuid4()), thread_id=str(uuid.uuid4()), client_type="webapp")
+        self.emitter: RecordingEmitter | None = None
+
+    def _enter(self) -> RecordingEmitter:
+        if self.emitter is None:
+            self.emitter = RecordingEmitter(self.session)
+        context_var.set(ChainlitContext(self.session, emitter=self.emitter))
+        return self.emitter
+
+    async def start(self) -> Shown:
+        """Run on_chat_start; returns the message it showed."""
+        emitter = self._enter()
+        before = len(emitter.messages)
+        await app.on_chat_start()
+        return list(emitter.messages.values())[before]
+
+    async def say(self, text: str) -> Shown:
+        """Send one customer message through on_message; returns the bot's message."""
+        emitter = self._enter()
+        before = len(emitter.messages)
+        await app.on_message(cl.Message(content=text, author="User", type="user_message"))
+        new = list(emitter.messages.values())[before:]
+        assert len(new) == 1, f"expected one bot message, got {[m.contents for m in new]}"
+        return new[0]
+
+    def close(self) -> None:
+        """Forget the session's user data so tests cannot leak history into each other."""
+        user_sessions.pop(self.session.id, None)

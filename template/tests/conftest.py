@@ -1,0 +1,83 @@
+"""Fixtures for the bot's own tests: a clean environment, a loopback middleware, a chat session.
+
+Importing chainlit writes into its app root, so the root is pinned to this project before
+anything imports it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+os.environ["CHAINLIT_APP_ROOT"] = str(PROJECT_DIR)
+sys.path.insert(0, str(PROJECT_DIR))
+
+import pytest  # noqa: E402
+
+from brandbot_runtime import brand as brand_module  # noqa: E402
+from brandbot_runtime import chat, settings  # noqa: E402
+from brandbot_runtime.brand import Brand  # noqa: E402
+
+from .chat_harness import ChatHarness  # noqa: E402
+from .middleware_double import MiddlewareDouble  # noqa: E402
+
+TEST_SECRET = "test-secret-3f9c"  # a throw-away value; tests check it never leaks
+
+SETTINGS_VARIABLES = [name.upper() for name in settings.Settings.model_fields] + ["BRAND_FILE"]
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """No setting leaks in from the developer's shell or .env; caches start empty."""
+    for name in SETTINGS_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(settings, "dotenv_file", lambda: tmp_path / ".env")
+    settings.current_settings.cache_clear()
+    brand_module.load_brand.cache_clear()
+    yield
+    settings.current_settings.cache_clear()
+    brand_module.load_brand.cache_clear()
+
+
+@pytest.fixture
+def brand() -> Brand:
+    """This project's brand, as the bot reads it."""
+    return brand_module.load_brand()
+
+
+@pytest.fixture
+def configure(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """Set the deployment's environment: `configure(url, HISTORY_MAX_TURNS="2", ...)`."""
+
+    def apply(url: str | None, secret: str | None = TEST_SECRET, **variables: str) -> None:
+        if url is not None:
+            monkeypatch.setenv("BACKEND_API_URL", url)
+        if secret is not None:
+            monkeypatch.setenv("BACKEND_API_SECRET", secret)
+        monkeypatch.setenv("TRANSITION_DELAY_SECONDS", variables.pop("TRANSITION_DELAY_SECONDS", "0.05"))
+        for name, value in variables.items():
+            monkeypatch.setenv(name, value)
+        settings.current_settings.cache_clear()
+
+    return apply
+
+
+@pytest.fixture
+async def middleware() -> AsyncIterator[MiddlewareDouble]:
+    """A real HTTP middleware on a free loopback port, stopped after the test."""
+    double = MiddlewareDouble()
+    await double.start()
+    yield double
+    await double.stop()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[ChatHarness]:
+    """One chat session driven in-process through the real handlers in app.py."""
+    harness = ChatHarness()
+    yield harness
+    harness.close()
+    await chat.shutdown()

@@ -1,0 +1,173 @@
+"""A scriptable AI middleware on loopback: a real TCP server speaking raw HTTP/1.1.
+
+Raw sockets rather than a web framework, so a test can make it do what real middlewares do
+when they break: hang, trickle, close or reset mid-answer, send bytes that are not JSON.
+Each request is recorded; `behave` decides what happens to the next ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Request:
+    """One request as the middleware received it."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    connection: int
+
+    @property
+    def json(self) -> Any:
+        """The body parsed as JSON."""
+        return json.loads(self.body)
+
+
+@dataclass
+class Respond:
+    """Answer with a status, headers and body, optionally after a delay or trickled out slowly."""
+
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    trickle_interval: float = 0.0
+
+
+@dataclass
+class Hang:
+    """Read the request and never answer."""
+
+
+@dataclass
+class Close:
+    """Close the connection without answering, optionally after part of an answer."""
+
+    partial: bytes = b""
+
+
+@dataclass
+class Reset:
+    """Abort the connection with a TCP reset, optionally after part of an answer."""
+
+    partial: bytes = b""
+
+
+Action = Respond | Hang | Close | Reset
+Behaviour = Callable[[Request], Action]
+
+_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+            422: "Unprocessable Content", 429: "Too Many Requests", 500: "Internal Server Error",
+            502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
+
+
+def json_reply(payload: Any, status: int = 200, **kwargs: Any) -> Respond:
+    """A JSON answer."""
+    return Respond(status=status, body=json.dumps(payload).encode(), headers={"Content-Type": "application/json"},
+                   **kwargs)
+
+
+def echo(request: Request) -> Action:
+    """The default behaviour: a general answer that repeats the message."""
+    return json_reply({"response": f"You said: {request.json['message']}", "category": "General"})
+
+
+class MiddlewareDouble:
+    """Start with `await start()`, point the client at `url`, stop with `await stop()`."""
+
+    def __init__(self, behave: Behaviour = echo) -> None:
+        self.behave = behave
+        self.requests: list[Request] = []
+        self.connections = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self.url = ""
+
+    async def start(self, port: int = 0) -> str:
+        """Listen on loopback (a free port unless `port` is given); returns the chat URL."""
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", port)
+        port = self._server.sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}/chat"
+        return self.url
+
+    async def stop(self) -> None:
+        """Stop listening and drop every open connection."""
+        if self._server is not None:
+            self._server.close()
+            for writer in list(self._writers):
+                writer.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        connection = self.connections
+        self._writers.add(writer)
+        try:
+            while True:
+                request = await _read_request(reader, connection)
+                if request is None:
+                    return
+                self.requests.append(request)
+                if not await self._act(self.behave(request), writer):
+                    return
+        except (ConnectionError, asyncio.IncompleteReadError):
+            return
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+
+    async def _act(self, action: Action, writer: asyncio.StreamWriter) -> bool:
+        """Carry out one action; False when the connection is finished."""
+        if isinstance(action, Hang):
+            await asyncio.Event().wait()
+        if isinstance(action, Close | Reset):
+            if action.partial:
+                writer.write(action.partial)
+                await writer.drain()
+            if isinstance(action, Reset):
+                sock = writer.get_extra_info("socket")
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            return False
+        assert isinstance(action, Respond)
+        if action.delay:
+            await asyncio.sleep(action.delay)
+        head = [f"HTTP/1.1 {action.status} {_REASONS.get(action.status, 'Status')}",
+                f"Content-Length: {len(action.body)}"]
+        head += [f"{name}: {value}" for name, value in action.headers.items()]
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+        if action.trickle_interval:
+            for index in range(len(action.body)):
+                writer.write(action.body[index:index + 1])
+                await writer.drain()
+                await asyncio.sleep(action.trickle_interval)
+        else:
+            writer.write(action.body)
+        await writer.drain()
+        return True
+
+
+async def _read_request(reader: asyncio.StreamReader, connection: int) -> Request | None:
+    """Read one HTTP/1.1 request with a Content-Length body; None when the client closed."""
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError:
+        return None
+    lines = head.decode("latin-1").split("\r\n")
+    method, path, _ = lines[0].split(" ", 2)
+    headers = {}
+    for line in lines[1:]:
+        if line:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+    body = await reader.readexactly(int(headers.get("content-length", "0")))
+    return Request(method=method, path=path, headers=headers, body=body, connection=connection)

@@ -1,0 +1,161 @@
+"""The whole flow through app.py's real handlers, against a real middleware on loopback."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+
+from brandbot_runtime.brand import Brand
+
+from .chat_harness import ChatHarness
+from .conftest import TEST_SECRET
+from .middleware_double import Close, Hang, MiddlewareDouble, Respond, json_reply
+
+
+async def test_chat_starts_with_the_welcome_message(configure, middleware, session: ChatHarness,
+                                                    brand: Brand) -> None:
+    configure(middleware.url, BOT_NAME="Override Name")
+    welcome = await session.start()
+    assert welcome.contents == [brand.welcome_message]
+    assert welcome.author == "Override Name"
+
+
+async def test_a_general_answer_replaces_thinking_at_once(configure, middleware, session, brand) -> None:
+    configure(middleware.url)
+    await session.start()
+    general = sorted(brand.general_categories)[0] if brand.general_categories else None
+    middleware.behave = lambda request: json_reply({"response": "Happy to help!", "category": general})
+    shown = await session.say("Hello")
+    assert shown.contents == [brand.texts.thinking, "Happy to help!"]
+
+
+async def test_a_specialist_answer_announces_the_specialist_first(configure, middleware, session,
+                                                                  brand) -> None:
+    configure(middleware.url, TRANSITION_DELAY_SECONDS="0.3")
+    await session.start()
+    category_id, expected = "LateDeliveryClaims", "Late Delivery Claims"
+    if brand.categories:
+        category_id = next(iter(brand.categories))
+        expected = brand.specialist_label(category_id)
+    middleware.behave = lambda request: json_reply({"response": "Parcel is on its way.", "category": category_id})
+    started = time.monotonic()
+    shown = await session.say("Where is my order?")
+    assert time.monotonic() - started >= 0.3
+    assert shown.contents == [brand.texts.thinking, brand.texts.specialist(expected), "Parcel is on its way."]
+
+
+async def test_an_unknown_category_is_announced_with_its_words(configure, middleware, session, brand) -> None:
+    configure(middleware.url)
+    await session.start()
+    middleware.behave = lambda request: json_reply({"response": "Done.", "category": "WarrantyClaims"})
+    shown = await session.say("My kettle broke")
+    assert shown.contents[1] == brand.texts.specialist("Warranty Claims")
+
+
+async def test_history_carries_completed_exchanges_and_ends_with_the_message(configure, middleware,
+                                                                             session) -> None:
+    configure(middleware.url)
+    await session.start()
+    await session.say("first")
+    await session.say("second")
+    assert middleware.requests[1].json == {
+        "message": "second",
+        "history": [{"role": "user", "content": "first"}, {"role": "assistant", "content": "You said: first"},
+                    {"role": "user", "content": "second"}],
+    }
+
+
+FAILURES = [
+    (lambda request: json_reply({"detail": "down"}, status=503), "error_service_unavailable"),
+    (lambda request: json_reply({"detail": "boom"}, status=500), "error_service_unavailable"),
+    (lambda request: Hang(), "error_timeout"),
+    (lambda request: Close(), "error_connection"),
+    (lambda request: Respond(body=b"<html>gateway</html>"), "error_unexpected_answer"),
+    (lambda request: json_reply({"answer": "no response key"}), "error_unexpected_answer"),
+]
+
+
+@pytest.mark.parametrize(("behave", "text_id"), FAILURES,
+                         ids=["503", "500", "timeout", "closed", "not-json", "no-response"])
+async def test_a_failure_is_explained_and_leaves_no_trace_in_history(  # type: ignore[no-untyped-def]
+    configure, middleware: MiddlewareDouble, session: ChatHarness, brand: Brand, behave, text_id: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    configure(middleware.url, REQUEST_TIMEOUT_SECONDS="0.5")
+    await session.start()
+    await session.say("before")
+    middleware.behave = behave
+    with caplog.at_level(logging.WARNING, logger="brandbot"):
+        failed = await session.say("this one fails")
+    assert failed.contents == [brand.texts.thinking, getattr(brand.texts, text_id)]
+    assert any(text_id in record.getMessage() for record in caplog.records)
+    assert TEST_SECRET not in caplog.text
+
+    middleware.behave = lambda request: json_reply({"response": "Back again.", "category": None})
+    recovered = await session.say("after")
+    assert recovered.final == "Back again."
+    assert middleware.requests[-1].json["history"] == [
+        {"role": "user", "content": "before"}, {"role": "assistant", "content": "You said: before"},
+        {"role": "user", "content": "after"},
+    ]
+
+
+async def test_a_refused_connection_is_a_connection_error_and_the_chat_recovers(
+    configure, session: ChatHarness, brand: Brand
+) -> None:
+    down = MiddlewareDouble()
+    url = await down.start()
+    port = int(url.split(":")[2].split("/")[0])
+    await down.stop()
+    configure(url)
+    await session.start()
+    assert (await session.say("anyone there?")).final == brand.texts.error_connection
+    back = MiddlewareDouble()
+    await back.start(port)
+    try:
+        assert (await session.say("now?")).final == "You said: now?"
+    finally:
+        await back.stop()
+    assert back.requests[0].json["history"] == [{"role": "user", "content": "now?"}]
+
+
+async def test_history_sent_stays_bounded(configure, middleware, session) -> None:
+    configure(middleware.url, HISTORY_MAX_TURNS="3")
+    await session.start()
+    for number in range(12):
+        await session.say(f"m{number}")
+    sizes = [len(request.json["history"]) for request in middleware.requests]
+    assert sizes == [1, 3, 5, 7] + [7] * 8
+    assert middleware.requests[-1].json["history"][0] == {"role": "user", "content": "m8"}
+
+
+async def test_missing_configuration_is_a_polite_error_and_names_the_variable(
+    configure, session: ChatHarness, brand: Brand, caplog: pytest.LogCaptureFixture
+) -> None:
+    configure(None, secret=TEST_SECRET)
+    with caplog.at_level(logging.ERROR, logger="brandbot"):
+        started = await session.start()
+    assert started.contents == [brand.texts.error_configuration]
+    assert "BACKEND_API_URL" in caplog.text
+    assert TEST_SECRET not in caplog.text
+    for text in ["Hello?", "Still there?"]:
+        assert (await session.say(text)).contents == [brand.texts.error_configuration]
+
+
+async def test_sessions_keep_separate_histories(configure, middleware) -> None:
+    configure(middleware.url)
+    first, second = ChatHarness(), ChatHarness()
+    try:
+        await first.start()
+        await second.start()
+        await first.say("I am first")
+        await second.say("I am second")
+        await first.say("first again")
+    finally:
+        first.close()
+        second.close()
+    assert [turn["content"] for turn in middleware.requests[2].json["history"]] == [
+        "I am first", "You said: I am first", "first again"]
+    assert middleware.requests[1].json["history"] == [{"role": "user", "content": "I am second"}]

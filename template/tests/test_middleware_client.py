@@ -1,0 +1,194 @@
+"""The middleware client against a real HTTP server on loopback (and respx for the wire format)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+
+import httpx
+import pytest
+import respx
+
+from brandbot_runtime.middleware import (
+    MiddlewareClient,
+    MiddlewareStatusError,
+    MiddlewareTimeout,
+    MiddlewareUnreachable,
+    Reply,
+    UnexpectedAnswer,
+)
+
+from .conftest import TEST_SECRET
+from .middleware_double import Close, Hang, MiddlewareDouble, Reset, Respond, json_reply
+
+HISTORY = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"},
+           {"role": "user", "content": "Where is my order?"}]
+
+
+def make_client(url: str, timeout: float = 2.0, max_bytes: int = 1_000_000) -> MiddlewareClient:
+    return MiddlewareClient(url, secret=TEST_SECRET, auth_header="x-secret", timeout_seconds=timeout,
+                            max_response_bytes=max_bytes)
+
+
+async def test_a_good_answer_is_returned_and_the_request_follows_the_contract(
+    middleware: MiddlewareDouble,
+) -> None:
+    middleware.behave = lambda request: json_reply({"response": "On its way", "category": "OrderTracking"})
+    client = make_client(middleware.url)
+    try:
+        reply = await client.ask("Where is my order?", HISTORY)
+    finally:
+        await client.aclose()
+    assert reply == Reply(response="On its way", category="OrderTracking")
+    request = middleware.requests[0]
+    assert (request.method, request.path) == ("POST", "/chat")
+    assert request.headers["x-secret"] == TEST_SECRET
+    assert request.headers["content-type"] == "application/json"
+    assert request.json == {"message": "Where is my order?", "history": HISTORY}
+
+
+async def test_one_pooled_connection_serves_many_messages(middleware: MiddlewareDouble) -> None:
+    client = make_client(middleware.url)
+    try:
+        for number in range(5):
+            reply = await client.ask(f"m{number}", [{"role": "user", "content": f"m{number}"}])
+            assert reply.response == f"You said: m{number}"
+    finally:
+        await client.aclose()
+    assert len(middleware.requests) == 5
+    assert middleware.connections == 1
+
+
+async def test_a_missing_category_is_none(middleware: MiddlewareDouble) -> None:
+    middleware.behave = lambda request: json_reply({"response": "ok"})
+    client = make_client(middleware.url)
+    try:
+        assert await client.ask("x", []) == Reply(response="ok", category=None)
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.parametrize("status", [400, 401, 404, 429, 500, 502, 503, 504])
+async def test_an_error_status_is_a_status_error(middleware: MiddlewareDouble, status: int) -> None:
+    middleware.behave = lambda request: json_reply({"detail": "nope"}, status=status)
+    client = make_client(middleware.url)
+    try:
+        with pytest.raises(MiddlewareStatusError) as raised:
+            await client.ask("x", [])
+    finally:
+        await client.aclose()
+    assert raised.value.status == status
+    assert raised.value.text_id == "error_service_unavailable"
+
+
+@pytest.mark.parametrize(
+    "action",
+    [Hang(), Respond(body=b'{"response": "slow"}', trickle_interval=0.1)],
+    ids=["no-answer", "trickled-body"],
+)
+async def test_no_complete_answer_in_time_is_a_timeout(middleware: MiddlewareDouble, action) -> None:  # type: ignore[no-untyped-def]
+    middleware.behave = lambda request: action
+    client = make_client(middleware.url, timeout=0.5)
+    started = time.monotonic()
+    try:
+        with pytest.raises(MiddlewareTimeout) as raised:
+            await client.ask("x", [])
+    finally:
+        await client.aclose()
+    assert 0.4 < time.monotonic() - started < 1.5
+    assert raised.value.text_id == "error_timeout"
+
+
+async def test_a_refused_connection_is_unreachable() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = make_client(f"http://127.0.0.1:{port}/chat")
+    try:
+        with pytest.raises(MiddlewareUnreachable) as raised:
+            await client.ask("x", [])
+    finally:
+        await client.aclose()
+    assert raised.value.text_id == "error_connection"
+
+
+@pytest.mark.parametrize(
+    "action",
+    [Close(), Reset(partial=b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"resp")],
+    ids=["closed", "reset-mid-answer"],
+)
+async def test_a_broken_connection_is_unreachable(middleware: MiddlewareDouble, action) -> None:  # type: ignore[no-untyped-def]
+    middleware.behave = lambda request: action
+    client = make_client(middleware.url)
+    try:
+        with pytest.raises(MiddlewareUnreachable):
+            await client.ask("x", [])
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"<html>oops</html>", b"", b"[1, 2]", b'{"answer": "x"}', b'{"response": 42}', b'{"response": null}',
+     b'{"response": "x", "category": 7}', b"\xff\xfe\x00garbage"],
+    ids=["html", "empty", "array", "no-response", "number-response", "null-response", "number-category",
+         "not-utf8"],
+)
+async def test_a_200_that_breaks_the_contract_is_unexpected(middleware: MiddlewareDouble, body: bytes) -> None:
+    middleware.behave = lambda request: Respond(body=body)
+    client = make_client(middleware.url)
+    try:
+        with pytest.raises(UnexpectedAnswer) as raised:
+            await client.ask("x", [])
+    finally:
+        await client.aclose()
+    assert raised.value.text_id == "error_unexpected_answer"
+
+
+async def test_an_answer_over_the_size_limit_is_refused(middleware: MiddlewareDouble) -> None:
+    big = json.dumps({"response": "x" * 300_000}).encode()
+    middleware.behave = lambda request: Respond(body=big)
+    client = make_client(middleware.url, max_bytes=100_000)
+    try:
+        with pytest.raises(UnexpectedAnswer, match="limit"):
+            await client.ask("x", [])
+        middleware.behave = lambda request: json_reply({"response": "small again"})
+        assert (await client.ask("y", [])).response == "small again"
+    finally:
+        await client.aclose()
+
+
+async def test_the_wire_format_with_respx() -> None:
+    async with respx.mock(assert_all_called=True) as mock:
+        route = mock.post("https://mw.example/chat").respond(json={"response": "hi", "category": None})
+        client = make_client("https://mw.example/chat")
+        try:
+            reply = await client.ask("hello", [{"role": "user", "content": "hello"}])
+        finally:
+            await client.aclose()
+    assert reply == Reply("hi", None)
+    sent = route.calls.last.request
+    assert sent.headers["x-secret"] == TEST_SECRET
+    assert json.loads(sent.content) == {"message": "hello", "history": [{"role": "user", "content": "hello"}]}
+
+
+async def test_a_connect_timeout_from_httpx_is_a_timeout() -> None:
+    async with respx.mock() as mock:
+        mock.post("https://mw.example/chat").mock(side_effect=httpx.ConnectTimeout("slow"))
+        client = make_client("https://mw.example/chat")
+        try:
+            with pytest.raises(MiddlewareTimeout):
+                await client.ask("x", [])
+        finally:
+            await client.aclose()
+
+
+async def test_concurrent_requests_share_the_client(middleware: MiddlewareDouble) -> None:
+    client = make_client(middleware.url)
+    try:
+        replies = await asyncio.gather(*(client.ask(f"m{n}", []) for n in range(20)))
+    finally:
+        await client.aclose()
+    assert [reply.response for reply in replies] == [f"You said: m{n}" for n in range(20)]
