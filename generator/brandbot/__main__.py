@@ -1,0 +1,5 @@
+"""`python -m brandbot` is the `brandbot` command."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,164 @@
+"""A customer without a browser: drives a running Chainlit app over its real socket.io protocol.
+
+It connects the way Chainlit's web client does, sends messages as `client_message` events and
+follows the steps the server emits. An answer is complete when the server finishes the `run`
+step that wraps the handler for that message; every content the bot's message showed on the way
+(e.g. "Thinking...", then the specialist status, then the answer) is kept in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import socketio
+
+
+class ChatProtocolError(RuntimeError):
+    """The app did not behave like a Chainlit app (refused, closed, or never finished a step)."""
+
+
+@dataclass
+class Step:
+    """One step as the server emitted it, with every output it showed."""
+
+    id: str
+    type: str
+    name: str
+    parent_id: str | None
+    outputs: list[str] = field(default_factory=list)
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass
+class Exchange:
+    """The bot's messages for one customer message, and how long the whole answer took."""
+
+    messages: list[list[str]]
+    seconds: float
+
+    @property
+    def shown(self) -> list[str]:
+        """Every content the bot showed, in order, across its messages."""
+        return [content for outputs in self.messages for content in outputs]
+
+    @property
+    def final(self) -> str:
+        """What the last bot message shows in the end."""
+        return self.messages[-1][-1] if self.messages and self.messages[-1] else ""
+
+
+class ChainlitChat:
+    """One chat session: `async with ChainlitChat(url) as chat: welcome = await chat.welcome()`."""
+
+    def __init__(self, base_url: str, *, timeout: float = 30.0) -> None:
+        self.base_url = base_url
+        self.timeout = timeout
+        self.session_id = str(uuid.uuid4())
+        self.steps: dict[str, Step] = {}
+        self.events: list[tuple[str, Any]] = []
+        self._sio = socketio.AsyncClient(reconnection=False)
+        for event in ("new_message", "update_message"):
+            self._sio.on(event, self._step_handler(event))
+        self._sio.on("delete_message", self._on_delete)
+        self._sio.on("*", self._on_other)
+        self._arrived = asyncio.Condition()
+
+    async def __aenter__(self) -> ChainlitChat:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def connect(self) -> None:
+        """Open the socket and announce the client, which runs the app's on_chat_start."""
+        try:
+            await self._sio.connect(
+                self.base_url, socketio_path="/ws/socket.io", transports=["websocket"],
+                auth={"sessionId": self.session_id, "clientType": "webapp", "userEnv": "{}",
+                      "threadId": "", "chatProfile": ""},
+                wait_timeout=self.timeout,
+            )
+        except socketio.exceptions.ConnectionError as error:
+            raise ChatProtocolError(f"could not connect to {self.base_url}: {error}") from None
+        await self._sio.emit("connection_successful")
+
+    async def close(self) -> None:
+        """Disconnect (the server then ends the session)."""
+        if self._sio.connected:
+            await self._sio.disconnect()
+
+    async def welcome(self) -> list[str]:
+        """The final content of each message on_chat_start showed."""
+        run = await self._wait_for(lambda step: step.type == "run" and step.name == "on_chat_start")
+        await asyncio.wait_for(run.finished.wait(), self.timeout)
+        return [outputs[-1] for outputs in self._children_outputs(run.id)]
+
+    async def send(self, text: str) -> Exchange:
+        """Send a customer message and wait for the handler to finish answering it."""
+        message_id = str(uuid.uuid4())
+        started = time.perf_counter()
+        await self._sio.emit("client_message", {
+            "message": {"id": message_id, "threadId": "", "name": "User", "type": "user_message",
+                        "output": text, "createdAt": datetime.now(UTC).isoformat()},
+            "fileReferences": [],
+        })
+        run = await self._wait_for(lambda step: step.type == "run" and step.parent_id == message_id)
+        try:
+            await asyncio.wait_for(run.finished.wait(), self.timeout)
+        except TimeoutError:
+            raise ChatProtocolError(f"no answer to {text!r} within {self.timeout:g} s") from None
+        return Exchange(self._children_outputs(run.id), time.perf_counter() - started)
+
+    def _children_outputs(self, parent_id: str) -> list[list[str]]:
+        return [list(step.outputs) for step in self.steps.values()
+                if step.parent_id == parent_id and step.type.endswith("_message")]
+
+    async def _wait_for(self, matches: Any) -> Step:
+        async def found() -> Step:
+            async with self._arrived:
+                while True:
+                    for step in self.steps.values():
+                        if matches(step):
+                            return step
+                    await self._arrived.wait()
+
+        try:
+            return await asyncio.wait_for(found(), self.timeout)
+        except TimeoutError:
+            raise ChatProtocolError(f"the app sent no expected step within {self.timeout:g} s") from None
+
+    def _step_handler(self, event: str) -> Any:
+        async def handle(data: dict[str, Any]) -> None:
+            self.events.append((event, data))
+            step = self.steps.get(data["id"])
+            if step is None:
+                step = Step(data["id"], data.get("type", ""), data.get("name", ""), data.get("parentId"))
+                self.steps[step.id] = step
+            output = data.get("output")
+            if step.type != "run" and isinstance(output, str) and output not in step.outputs[-1:]:
+                step.outputs.append(output)
+            if step.type == "run" and event == "update_message" and data.get("end"):
+                step.finished.set()
+            async with self._arrived:
+                self._arrived.notify_all()
+
+        return handle
+
+    async def _on_delete(self, data: dict[str, Any]) -> None:
+        self.events.append(("delete_message", data))
+        self.steps.pop(data.get("id", ""), None)
+
+    async def _on_other(self, event: str, data: Any = None) -> None:
+        self.events.append((event, data))
+
+
+def transcript(events: list[tuple[str, Any]]) -> str:
+    """Every event the browser would have received, as JSON lines (for leak checks)."""
+    return "\n".join(json.dumps([name, data], default=str, ensure_ascii=False) for name, data in events)

@@ -1,0 +1,140 @@
+"""Starting and stopping the real processes: the reference middleware and `chainlit run`.
+
+Every process gets its own session (process group) and a log file, listens on 127.0.0.1 only,
+and is stopped with SIGINT, then SIGKILL for its whole group if it lingers.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+
+class ServiceError(RuntimeError):
+    """A process did not start; the message says which and ends with its log's tail."""
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def port_is_free(port: int) -> bool:
+    """Whether 127.0.0.1:port can be bound."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+@dataclass
+class Service:
+    """A started process, its health URL and its log file."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    base_url: str
+    log_path: Path
+
+    def log(self) -> str:
+        """Everything the process printed so far."""
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def stop(self, grace_seconds: float = 5.0) -> int | None:
+        """SIGINT, then SIGKILL to the whole group; returns the exit code."""
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGINT)
+                self.process.wait(timeout=grace_seconds)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=grace_seconds)
+            except ProcessLookupError:
+                pass
+        return self.process.returncode
+
+
+def start(name: str, command: list[str], *, cwd: Path, env: dict[str, str], port: int,
+          log_dir: Path, health_path: str = "/health", timeout: float = 60.0) -> Service:
+    """Start `command` and wait until GET health_path answers 200, or raise ServiceError."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{name}.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            command, cwd=cwd, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+    service = Service(name, process, f"http://127.0.0.1:{port}", log_path)
+    try:
+        wait_healthy(service, health_path, timeout)
+    except BaseException:
+        service.stop()
+        raise
+    return service
+
+
+def wait_healthy(service: Service, health_path: str, timeout: float) -> None:
+    """Poll until the service answers 200; fail fast if the process exits."""
+    deadline = time.monotonic() + timeout
+    with httpx.Client(timeout=1.0) as client:
+        while time.monotonic() < deadline:
+            if service.process.poll() is not None:
+                raise ServiceError(f"{service.name} exited with code {service.process.returncode}:\n"
+                                   f"{_tail(service.log())}")
+            try:
+                if client.get(service.base_url + health_path).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+    raise ServiceError(f"{service.name} was not healthy within {timeout:g} s:\n{_tail(service.log())}")
+
+
+def _tail(text: str, lines: int = 20) -> str:
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def python_env(extra: dict[str, str]) -> dict[str, str]:
+    """The current environment without inherited bot settings, plus `extra`."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("BACKEND_API_", "CHAINLIT_"))}
+    env.update(extra)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def start_middleware(brand_file: Path | None, *, port: int, secret: str, log_dir: Path,
+                     latency_ms: float = 0.0, auth_header: str | None = None) -> Service:
+    """The reference middleware (`brandbot middleware`) as a separate process."""
+    command = [sys.executable, "-m", "brandbot", "middleware", "--port", str(port),
+               "--latency-ms", str(latency_ms)]
+    if brand_file is not None:
+        command += ["--brand", str(brand_file)]
+    if auth_header is not None:
+        command += ["--auth-header", auth_header]
+    env = python_env({"BACKEND_API_SECRET": secret})
+    return start("middleware", command, cwd=Path.cwd(), env=env, port=port, log_dir=log_dir)
+
+
+def chainlit_command(port: int) -> list[str]:
+    """`chainlit run app.py --headless` on loopback, from this Python environment."""
+    return [sys.executable, "-m", "chainlit", "run", "app.py", "--headless", "--host", "127.0.0.1",
+            "--port", str(port)]
+
+
+def start_app(project: Path, *, port: int, middleware_url: str, secret: str, log_dir: Path,
+              extra_env: dict[str, str] | None = None) -> Service:
+    """The generated project's `chainlit run app.py`, pointed at a middleware."""
+    env = python_env({"BACKEND_API_URL": middleware_url, "BACKEND_API_SECRET": secret, **(extra_env or {})})
+    return start("app", chainlit_command(port), cwd=project, env=env, port=port, log_dir=log_dir)

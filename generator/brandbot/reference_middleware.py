@@ -1,0 +1,243 @@
+"""The reference AI middleware: a small real HTTP server that implements the contract.
+
+It lets a brand's bot run end to end before the company's own middleware exists: it checks
+the shared secret (401), checks the request against the contract's JSON Schema (422 with the
+reason), routes each message by keywords to one of the brand's categories and answers with a
+deterministic canned text. Messages such as "simulate error" or "simulate timeout" show the
+bot's failure paths on demand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import jsonschema
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from .paths import contract_schema
+
+_WORD = re.compile(r"[^\W_]+")
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+_HOLD_SECONDS = 600.0
+
+# Words that commonly name a support desk, grouped so that asking about "my parcel" finds the
+# desk labelled "Order Tracking". Each group carries the canned answer for its topic.
+_TOPICS: tuple[tuple[frozenset[str], str], ...] = (
+    (frozenset("order orders track tracking parcel package delivery shipping shipped courier "
+               "pedido pedidos envio entrega".split()),
+     "Your order left our warehouse yesterday and should arrive within 2 business days. "
+     "The tracking link is in your confirmation email."),
+    (frozenset("return returns refund refunds exchange devolucion reembolso".split()),
+     "You can return any item within 30 days for a full refund. Start the return from "
+     "your account page and drop the parcel at any post office."),
+    (frozenset("product products size sizes stock material price inquiry producto".split()),
+     "That item is in stock in all sizes. It is machine-washable and comes with a 2-year warranty."),
+    (frozenset("bill billing invoice payment payments charge charged factura pago".split()),
+     "Your latest invoice is available in your account. Payments usually show within 1 business day."),
+    (frozenset("card cards tarjeta tarjetas blocked block lost stolen bloquear".split()),
+     "I have noted your card request. For your security a new card can be sent within 5 business days."),
+    (frozenset("loan loans mortgage credit prestamo prestamos hipoteca credito".split()),
+     "Our loan specialists can prepare an offer for you. Rates depend on the amount and the term you choose."),
+    (frozenset("account accounts cuenta cuentas transfer transferencia".split()),
+     "Your account is active. Transfers between your own accounts are instant."),
+    (frozenset("network signal coverage outage internet wifi router".split()),
+     "There is no known outage in your area. Restarting your router fixes most connection problems."),
+    (frozenset("plan plans upgrade contract tariff data roaming".split()),
+     "You can change your plan at any time from the app; the new plan starts on your next billing day."),
+    (frozenset("device devices phone phones handset repair broken screen".split()),
+     "Device repairs take about 5 business days. Bring the device to any of our stores."),
+)
+_GREETING = "Hello! I'm the reference middleware standing in for your AI back end. How can I help?"
+
+
+def words(text: str) -> set[str]:
+    """Lower-case words of a text, split at camel case, with a crude plural folded in."""
+    found = set()
+    for word in _WORD.findall(_CAMEL.sub(" ", text)):
+        word = word.lower()
+        found.add(word)
+        if len(word) > 3 and word.endswith("s"):
+            found.add(word[:-1])
+    return {_fold_accents(word) for word in found}
+
+
+def _fold_accents(word: str) -> str:
+    return "".join(ch for ch in unicodedata.normalize("NFKD", word) if not unicodedata.combining(ch))
+
+
+@dataclass(frozen=True)
+class Desk:
+    """A category the middleware routes to: its id, label, keywords and canned answer."""
+
+    category: str
+    label: str
+    keywords: frozenset[str]
+    answer: str
+
+
+def desks_for(answers: dict[str, Any]) -> list[Desk]:
+    """One desk per specialist category of the brand's (resolved) answers."""
+    found = []
+    for category, details in (answers.get("categories") or {}).items():
+        label = (details or {}).get("label") or " ".join(_CAMEL.sub(" ", category).split())
+        own = words(category) | words(label)
+        keywords = set(own)
+        answer = f"Our {label} team has your question and will follow up by email within one business day."
+        for topic, canned in _TOPICS:
+            if own & topic:
+                keywords |= topic
+                answer = canned
+                break
+        found.append(Desk(category, label, frozenset(keywords), answer))
+    return found
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do with one message."""
+
+    status: int = 200
+    body: dict[str, Any] | None = None
+    raw: bytes | None = None
+    hold: bool = False
+    delay: float = 0.0
+
+
+class Router:
+    """Routes a message to a desk by keywords, or to the brand's first general category."""
+
+    def __init__(self, answers: dict[str, Any]) -> None:
+        self.desks = desks_for(answers)
+        general = list(answers.get("general_categories") or [])
+        self.general_category = general[0] if general else None
+
+    def decide(self, message: str) -> Decision:
+        """The canned answer, or a simulated failure when the message asks for one."""
+        lowered = message.lower()
+        if "simulate" in lowered:
+            simulated = _simulation(lowered)
+            if simulated is not None:
+                return simulated
+        said = words(message)
+        best = max(self.desks, key=lambda desk: len(desk.keywords & said), default=None)
+        if best is not None and best.keywords & said:
+            return Decision(body={"response": best.answer, "category": best.category})
+        return Decision(body={"response": _GREETING, "category": self.general_category})
+
+
+def _simulation(lowered: str) -> Decision | None:
+    if "simulate timeout" in lowered:
+        return Decision(hold=True)
+    if "simulate error" in lowered:
+        return Decision(status=503, body={"detail": "simulated outage"})
+    if "simulate bad answer" in lowered:
+        return Decision(raw=b"<html><body>502 Bad Gateway</body></html>")
+    status = re.search(r"simulate status (\d{3})", lowered)
+    if status:
+        return Decision(status=int(status.group(1)), body={"detail": "simulated status"})
+    slow = re.search(r"simulate slow (\d+(?:\.\d+)?)", lowered)
+    if slow:
+        return Decision(body={"response": "Sorry for the wait!", "category": None}, delay=float(slow.group(1)))
+    return None
+
+
+@cache
+def request_validator() -> jsonschema.Draft202012Validator:
+    """The contract's ChatRequest schema, read from the file every project ships."""
+    schema = json.loads(contract_schema().read_text(encoding="utf-8"))
+    return jsonschema.Draft202012Validator({**schema, "$ref": "#/$defs/ChatRequest"})
+
+
+def contract_problem(payload: Any) -> str | None:
+    """Why a request body breaks the contract, or None."""
+    error = jsonschema.exceptions.best_match(request_validator().iter_errors(payload))
+    if error is not None:
+        where = "/".join(str(part) for part in error.absolute_path) or "body"
+        return f"{where}: {error.message}"
+    last = payload["history"][-1]
+    if last != {"role": "user", "content": payload["message"]}:
+        return "history: the last item must be the current message with role 'user'"
+    return None
+
+
+@dataclass
+class Stats:
+    """Counts for /stats, so tests can see what the middleware saw."""
+
+    requests: int = 0
+    answered: int = 0
+    rejected: int = 0
+
+
+def create_app(answers: dict[str, Any], *, secret: str, auth_header: str = "x-secret",
+               latency_seconds: float = 0.0) -> Starlette:
+    """The middleware as an ASGI app: POST /chat, GET /health, GET /stats."""
+    router = Router(answers)
+    stats = Stats()
+    expected = secret.encode()
+
+    async def chat(request: Request) -> Response:
+        stats.requests += 1
+        given = request.headers.get(auth_header, "").encode()
+        if not hmac.compare_digest(given, expected):
+            stats.rejected += 1
+            return JSONResponse({"detail": f"missing or wrong {auth_header} header"}, status_code=401)
+        try:
+            payload = json.loads(await request.body())
+        except ValueError:
+            stats.rejected += 1
+            return JSONResponse({"detail": "body: not valid JSON"}, status_code=422)
+        problem = contract_problem(payload)
+        if problem:
+            stats.rejected += 1
+            return JSONResponse({"detail": problem}, status_code=422)
+        decision = router.decide(payload["message"])
+        if latency_seconds or decision.delay:
+            await asyncio.sleep(latency_seconds + decision.delay)
+        if decision.hold:
+            await _hold(request)
+            return Response(status_code=504)
+        stats.answered += 1
+        if decision.raw is not None:
+            return Response(decision.raw, media_type="text/html")
+        return JSONResponse(decision.body, status_code=decision.status)
+
+    async def health(request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    async def show_stats(request: Request) -> Response:
+        return JSONResponse(stats.__dict__)
+
+    return Starlette(routes=[
+        Route("/chat", chat, methods=["POST"]),
+        Route("/health", health, methods=["GET"]),
+        Route("/stats", show_stats, methods=["GET"]),
+    ])
+
+
+async def _hold(request: Request) -> None:
+    """Keep a simulated timeout open until the client gives up (or ten minutes pass)."""
+    deadline = asyncio.get_running_loop().time() + _HOLD_SECONDS
+    while asyncio.get_running_loop().time() < deadline:
+        if await request.is_disconnected():
+            return
+        await asyncio.sleep(0.2)
+
+
+def serve(answers: dict[str, Any], *, host: str, port: int, secret: str, auth_header: str,
+          latency_seconds: float) -> None:
+    """Run the middleware until interrupted."""
+    import uvicorn
+
+    app = create_app(answers, secret=secret, auth_header=auth_header, latency_seconds=latency_seconds)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off")

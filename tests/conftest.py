@@ -1,0 +1,67 @@
+"""Shared fixtures: rendered brands, a throw-away secret, and the real processes of a running bot."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from brandbot.brand_file import load_answers
+from brandbot.paths import examples_dir, template_root
+from brandbot.render import render_brand
+
+REPO = template_root()
+DATA = Path(__file__).parent / "data"
+EXAMPLES = sorted(examples_dir().glob("*.yml"))
+HOSTILE = DATA / "hostile.yml"
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def example_id(path: Path) -> str:
+    return path.stem
+
+
+@pytest.fixture(scope="session")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Path], Path]:
+    """Render a brand file once per test session; returns the project directory."""
+    cache: dict[Path, Path] = {}
+
+    def render(brand_file: Path) -> Path:
+        if brand_file not in cache:
+            destination = tmp_path_factory.mktemp(brand_file.stem) / "project"
+            cache[brand_file] = render_brand(load_answers(brand_file), destination)
+        return cache[brand_file]
+
+    return render
+
+
+@pytest.fixture
+def scratch_template(tmp_path: Path) -> Callable[[], Path]:
+    """A copy of this template outside git, for tests that change it."""
+
+    def make() -> Path:
+        copy = tmp_path / "template-copy"
+        shutil.copytree(REPO / "template", copy / "template",
+                        ignore=shutil.ignore_patterns("__pycache__", ".files", ".pytest_cache", ".ruff_cache"))
+        shutil.copy(REPO / "copier.yml", copy / "copier.yml")
+        shutil.copy(REPO / "validators.jinja", copy / "validators.jinja")
+        return copy
+
+    return make
+
+
+def rendered_files(project: Path) -> dict[str, str]:
+    """Every text file of a rendered project, by relative path."""
+    files = {}
+    for path in sorted(project.rglob("*")):
+        if path.is_file() and ".files" not in path.parts and "__pycache__" not in path.parts:
+            files[str(path.relative_to(project))] = path.read_text(encoding="utf-8")
+    return files
+
+
+def answers_of(brand_file: Path) -> dict[str, Any]:
+    return load_answers(brand_file)

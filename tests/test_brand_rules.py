@@ -1,0 +1,102 @@
+"""copier.yml's rules: a missing or bad answer fails with an error naming the question and the rule."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import copier
+import pytest
+
+from .conftest import REPO
+
+GOOD = {"brand_name": "Acme"}
+
+BAD_ANSWERS: list[tuple[str, Any, str]] = [
+    ("brand_name", "", "must not be empty"),
+    ("brand_name", "   ", "must not be empty"),
+    ("brand_name", "Acme\x07Bell", "control characters"),
+    ("brand_name", "Two\nLines", "line breaks"),
+    ("brand_name", "A" * 101, "at most 100 characters"),
+    ("brand_slug", "Acme", "must match ^[a-z][a-z0-9-]*$"),
+    ("brand_slug", "1acme", "must match ^[a-z][a-z0-9-]*$"),
+    ("brand_slug", "acme_shop", "must match ^[a-z][a-z0-9-]*$"),
+    ("bot_name", "", "must not be empty"),
+    ("bot_name", "Maria\x7f", "control characters"),
+    ("bot_role", "Role\u0085", "control characters"),
+    ("welcome_message", "", "must not be empty"),
+    ("welcome_message", "Hi\x00there", "control characters"),
+    ("welcome_message", "x" * 4001, "at most 4000 characters"),
+    ("categories", ["OrderTracking"], "must be a mapping"),
+    ("categories", {"Order Tracking": {"label": "x"}}, "must be an identifier"),
+    ("categories", {"9Lives": {}}, "must be an identifier"),
+    ("categories", {"Returns": "Returns"}, "must be a mapping such as {label: ...}"),
+    ("categories", {"Returns": {"label": ""}}, "categories.Returns.label: must not be empty"),
+    ("categories", {"Returns": {"labl": "Returns"}}, "unknown key"),
+    ("general_categories", "General", "must be a list of category ids"),
+    ("general_categories", ["General", "Not valid"], "general_categories[1]"),
+    ("general_categories", ["OrderTracking"], "is also a specialist category"),
+    ("request_timeout_seconds", 0, "greater than 0 and at most 600"),
+    ("request_timeout_seconds", 601, "greater than 0 and at most 600"),
+    ("request_timeout_seconds", "nan", "must be a number"),
+    ("request_timeout_seconds", float("nan"), "greater than 0 and at most 600"),
+    ("request_timeout_seconds", float("inf"), "greater than 0 and at most 600"),
+    ("request_timeout_seconds", "soon", "must be a number"),
+    ("transition_delay_seconds", True, "must be a number"),
+    ("transition_delay_seconds", -1, "between 0 and 10"),
+    ("transition_delay_seconds", 10.5, "between 0 and 10"),
+    ("auth_header", "x secret", "valid HTTP header name"),
+    ("auth_header", "x-secret:", "valid HTTP header name"),
+    ("auth_header", "", "valid HTTP header name"),
+    ("texts", {"thinking": ""}, "texts.thinking: must not be empty"),
+    ("texts", {"thinkin": "Hmm..."}, 'unknown text id "thinkin"'),
+    ("texts", ["Thinking..."], "must be a mapping of text id to wording"),
+]
+
+
+def render_with(tmp_path: Path, answers: dict[str, Any]) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        copier.run_copy(str(REPO), str(tmp_path / "out"), data=answers, defaults=True, quiet=True,
+                        vcs_ref="HEAD")
+
+
+@pytest.mark.parametrize(("question", "value", "rule"), BAD_ANSWERS,
+                         ids=[f"{q}-{i}" for i, (q, _, _) in enumerate(BAD_ANSWERS)])
+def test_a_bad_answer_fails_naming_the_question_and_the_rule(tmp_path: Path, question: str, value: Any,
+                                                             rule: str) -> None:
+    with pytest.raises(Exception) as raised:  # noqa: B017, PT011 - copier raises ValueError or its own errors
+        render_with(tmp_path, {**GOOD, question: value})
+    message = str(raised.value)
+    assert question in message
+    assert rule in message
+    assert not (tmp_path / "out" / "brand.toml").exists()
+
+
+def test_a_missing_required_answer_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="brand_name"):
+        render_with(tmp_path, {})
+
+
+def test_the_cli_prints_the_question_and_the_rule(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "copier", "copy", "--defaults", "--data", "brand_name=Acme", "--data",
+         "auth_header=bad header", str(REPO), str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "auth_header" in result.stderr and "valid HTTP header name" in result.stderr
+
+
+GOOD_TEXTS = [
+    "O'Brien & \"Sons\"", "Back\\slash", "{{ 7*7 }}", "{% raw %}", "${HOME}", "%s %(x)d {0}", "🚀✨",
+    "مرحبا بكم", "שלום", "Zoë — naïve café", "a:b Ref:QX-77", "<b>bold</b>",
+]
+
+
+@pytest.mark.parametrize("text", GOOD_TEXTS)
+def test_any_printable_text_is_accepted_for_names_and_labels(tmp_path: Path, text: str) -> None:
+    render_with(tmp_path, {"brand_name": text, "bot_name": text, "bot_role": text, "welcome_message": text,
+                           "categories": {"Returns": {"label": text}}, "texts": {"thinking": text}})
+    assert (tmp_path / "out" / "brand.toml").is_file()
