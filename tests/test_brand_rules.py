@@ -68,7 +68,7 @@ def render_with(tmp_path: Path, answers: dict[str, Any]) -> None:
                          ids=[f"{q}-{i}" for i, (q, _, _) in enumerate(BAD_ANSWERS)])
 def test_a_bad_answer_fails_naming_the_question_and_the_rule(tmp_path: Path, question: str, value: Any,
                                                              rule: str) -> None:
-    with pytest.raises(Exception) as raised:  # noqa: B017, PT011 - copier raises ValueError or its own errors
+    with pytest.raises(Exception) as raised:
         render_with(tmp_path, {**GOOD, question: value})
     message = str(raised.value)
     assert question in message

@@ -1,0 +1,37 @@
+# brandbot: the two commands a new user types are `make demo` and `make test`.
+# Both create the virtual environment in .venv on first use.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help setup test lint demo examples clean
+
+help:
+	@echo "make demo   - render the retail example and run it with the reference middleware"
+	@echo "make test   - lint, then run every test (real copier, chainlit and socket.io)"
+	@echo "make examples - regenerate every example brand into build/examples"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+lint: setup
+	$(BIN)/ruff check generator tests template
+
+test: lint
+	$(BIN)/python -m pytest
+
+demo: setup
+	$(BIN)/brandbot demo
+
+examples: setup
+	$(BIN)/brandbot examples
+
+clean:
+	rm -rf build .pytest_cache

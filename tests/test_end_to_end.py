@@ -1,0 +1,137 @@
+"""End to end: the rendered app under `chainlit run`, a real middleware on loopback, and Chainlit's
+real socket.io protocol, through welcome, general and specialist answers, every failure and recovery."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import tomllib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from brandbot.chat_client import ChainlitChat, transcript
+from brandbot.processes import Service, free_port, start_app, start_middleware
+
+from .conftest import EXAMPLES, HOSTILE, rendered_files
+
+BRANDS = [path for path in EXAMPLES if path.stem == "retail"] + [HOSTILE]
+
+
+@dataclass
+class RunningBot:
+    """A rendered project served by chainlit run, talking to the reference middleware."""
+
+    project: Path
+    brand_file: Path
+    brand: dict
+    secret: str
+    middleware_port: int
+    app: Service
+    middleware: Service
+    log_dir: Path
+
+    def restart_middleware(self) -> None:
+        self.middleware = start_middleware(self.brand_file, port=self.middleware_port, secret=self.secret,
+                                           log_dir=self.log_dir / "again")
+
+
+@pytest.fixture(scope="module", params=BRANDS, ids=lambda path: path.stem)
+def bot(request: pytest.FixtureRequest, rendered: Callable[[Path], Path],
+        tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningBot]:
+    brand_file: Path = request.param
+    project = rendered(brand_file)
+    secret = "e2e-" + secrets.token_hex(16)
+    log_dir = tmp_path_factory.mktemp("logs")
+    port = free_port()
+    middleware = start_middleware(brand_file, port=port, secret=secret, log_dir=log_dir)
+    try:
+        app = start_app(project, port=free_port(), middleware_url=f"{middleware.base_url}/chat", secret=secret,
+                        log_dir=log_dir, extra_env={"REQUEST_TIMEOUT_SECONDS": "1",
+                                                    "TRANSITION_DELAY_SECONDS": "0.3"})
+    except BaseException:
+        middleware.stop()
+        raise
+    brand = tomllib.loads((project / "brand.toml").read_text(encoding="utf-8"))
+    running = RunningBot(project, brand_file, brand, secret, port, app, middleware, log_dir)
+    yield running
+    assert app.stop() == 0, "chainlit did not stop cleanly on SIGINT"
+    running.middleware.stop()
+
+
+def run(coroutine):  # type: ignore[no-untyped-def]
+    return asyncio.run(coroutine)
+
+
+def specialist_text(brand: dict, category: str) -> str:
+    return brand["texts"]["specialist_transition"].replace("{label}", brand["categories"][category]["label"])
+
+
+def test_the_welcome_message_arrives_verbatim(bot: RunningBot) -> None:
+    async def scenario() -> list[str]:
+        async with ChainlitChat(bot.app.base_url) as chat:
+            return await chat.welcome()
+
+    assert run(scenario()) == [bot.brand["welcome_message"]]
+
+
+def test_general_and_specialist_answers(bot: RunningBot) -> None:
+    async def scenario() -> tuple:
+        async with ChainlitChat(bot.app.base_url) as chat:
+            await chat.welcome()
+            general = await chat.send("Hello there")
+            specialist = await chat.send("Where is my order? It has not arrived.")
+            return general, specialist
+
+    general, specialist = run(scenario())
+    thinking = bot.brand["texts"]["thinking"]
+    assert general.messages == [[thinking, general.final]]
+    assert "reference middleware" in general.final
+    assert specialist.shown[:2] == [thinking, specialist_text(bot.brand, "OrderTracking")]
+    assert "order" in specialist.final.lower()
+    assert specialist.seconds >= 0.3
+
+
+def test_each_failure_is_explained_and_the_chat_recovers(bot: RunningBot) -> None:
+    texts = bot.brand["texts"]
+
+    async def scenario() -> list:
+        async with ChainlitChat(bot.app.base_url) as chat:
+            await chat.welcome()
+            seen = []
+            for failure in ["simulate error", "simulate timeout", "simulate bad answer"]:
+                seen.append((await chat.send(failure)).final)
+                seen.append((await chat.send("hello again")).final)
+            return seen
+
+    seen = run(scenario())
+    assert seen[0::2] == [texts["error_service_unavailable"], texts["error_timeout"],
+                          texts["error_unexpected_answer"]]
+    assert all("reference middleware" in answer for answer in seen[1::2])
+
+
+def test_a_stopped_middleware_is_a_connection_error_then_the_chat_recovers(bot: RunningBot) -> None:
+    async def scenario() -> tuple:
+        async with ChainlitChat(bot.app.base_url) as chat:
+            await chat.welcome()
+            before = await chat.send("hello")
+            bot.middleware.stop()
+            refused = await chat.send("anyone there?")
+            await asyncio.to_thread(bot.restart_middleware)
+            after = await chat.send("hello once more")
+            return before, refused, after, chat.events
+
+    before, refused, after, events = run(scenario())
+    assert refused.final == bot.brand["texts"]["error_connection"]
+    assert after.final == before.final
+    assert bot.secret not in transcript(events)
+
+
+def test_the_secret_is_in_no_log_file_or_rendered_file(bot: RunningBot) -> None:
+    assert "middleware answered HTTP 503" in bot.app.log()
+    for log in bot.log_dir.rglob("*.log"):
+        assert bot.secret not in log.read_text(encoding="utf-8", errors="replace"), log.name
+    for name, text in rendered_files(bot.project).items():
+        assert bot.secret not in text, name
