@@ -1,57 +1,293 @@
-"""The `brandbot` command."""
+"""The `brandbot` command: new, validate, examples, middleware, smoke, demo.
+
+Every user mistake (a missing file, a bad YAML line, a port in use, a bad answer) ends in one
+clear sentence on stderr and exit status 1, never a traceback.
+"""
 
 from __future__ import annotations
 
 import os
+import secrets
+import shutil
+import signal
+import tempfile
+import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
 
 from . import __version__
 from .brand_file import BrandFileError, load_answers
-from .validation import resolved_answers
+from .paths import examples_dir
+from .validation import Problem, resolved_answers, validate_answers
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Turn one brand file into a tested, deployable Chainlit customer-service bot.")
+console = Console()
+errors = Console(stderr=True)
+
+DEFAULT_BRAND = "retail.yml"
+
+
+class CommandError(Exception):
+    """A user-facing failure: printed as one sentence, exit status 1."""
 
 
 def fail(message: str) -> typer.Exit:
     """Print one clear sentence to stderr and return the exit to raise."""
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    errors.print(f"[red]error:[/red] {message}", markup=True, highlight=False, soft_wrap=True)
     return typer.Exit(1)
+
+
+def checked_answers(brand_file: Path) -> dict:
+    """A brand file's answers, or exit with every problem listed as `file: question: problem`."""
+    try:
+        answers = load_answers(brand_file)
+    except BrandFileError as error:
+        raise fail(str(error)) from None
+    problems = validate_answers(answers)
+    if problems:
+        _print_problems(brand_file, problems)
+        raise typer.Exit(1)
+    return answers
+
+
+def _print_problems(brand_file: Path, problems: list[Problem]) -> None:
+    for problem in problems:
+        errors.print(f"{brand_file}: {problem}", markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command()
+def new(
+    brand_file: Annotated[Path, typer.Argument(help="The brand's answers (a copier data file).")],
+    destination: Annotated[Path | None, typer.Argument(help="Where to render (default: ./<brand_slug>-bot).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Render into a non-empty directory, overwriting.")] = False,
+) -> None:
+    """Validate a brand file, then render its bot (the same as `copier copy --data-file`)."""
+    from .render import render_brand
+
+    answers = checked_answers(brand_file)
+    destination = destination or Path(f"{resolved_answers(answers)['brand_slug']}-bot")
+    if destination.exists() and not destination.is_dir():
+        raise fail(f"{destination} exists and is not a directory")
+    if destination.is_dir() and any(destination.iterdir()) and not force:
+        raise fail(f"{destination} is not empty; choose another directory or pass --force to overwrite")
+    started = time.perf_counter()
+    render_brand(answers, destination, overwrite=force)
+    files = sum(1 for path in destination.rglob("*") if path.is_file())
+    console.print(f"Rendered {files} files into {destination} in {time.perf_counter() - started:.2f} s.")
+    console.print(f"Next: cd {destination} && python -m venv .venv && .venv/bin/pip install -r requirements.txt",
+                  markup=False, highlight=False)
+
+
+@app.command()
+def validate(
+    brand_files: Annotated[list[Path], typer.Argument(help="Brand files to check.")],
+) -> None:
+    """Check brand files against copier.yml's rules; every problem is reported at once."""
+    bad = 0
+    for brand_file in brand_files:
+        try:
+            problems = validate_answers(load_answers(brand_file))
+        except BrandFileError as error:
+            errors.print(str(error), markup=False, highlight=False, soft_wrap=True)
+            bad += 1
+            continue
+        if problems:
+            _print_problems(brand_file, problems)
+            bad += 1
+        else:
+            console.print(f"{brand_file}: ok", markup=False, highlight=False)
+    if bad:
+        raise typer.Exit(1)
+
+
+@app.command()
+def examples(
+    out: Annotated[Path, typer.Option(help="Directory to render the examples into.")] = Path("build/examples"),
+) -> None:
+    """Regenerate every example brand, then print a table: brand, files, render time."""
+    from .render import render_brand
+
+    brand_files = sorted(examples_dir().glob("*.yml"))
+    if not brand_files:
+        raise fail(f"no example brand files in {examples_dir()}")
+    rows = []
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=console, transient=True) as progress:
+        task = progress.add_task("rendering examples", total=len(brand_files))
+        for brand_file in brand_files:
+            progress.update(task, description=f"rendering {brand_file.stem}")
+            answers = checked_answers(brand_file)
+            destination = out / brand_file.stem
+            if destination.exists():
+                shutil.rmtree(destination)
+            started = time.perf_counter()
+            render_brand(answers, destination)
+            seconds = time.perf_counter() - started
+            files = sum(1 for path in destination.rglob("*") if path.is_file())
+            rows.append((brand_file.stem, answers["brand_name"], files, seconds))
+            progress.advance(task)
+    table = Table(title=f"examples rendered into {out}")
+    for column, justify in [("example", "left"), ("brand", "left"), ("files", "right"), ("render time", "right")]:
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for stem, brand_name, files, seconds in rows:
+        table.add_row(stem, brand_name, str(files), f"{seconds * 1000:.0f} ms")
+    console.print(table)
 
 
 @app.command()
 def middleware(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1 to listen on.")] = 8001,
     latency_ms: Annotated[float, typer.Option(help="Delay before every answer, in milliseconds.")] = 0.0,
-    brand: Annotated[Path | None, typer.Option(help="Brand file whose categories to route to.")] = None,
+    brand: Annotated[Path | None, typer.Option(help="Brand file, brand.toml or project to route for.")] = None,
     auth_header: Annotated[str | None, typer.Option(help="Header carrying the secret (default: the brand's).")] = None,
 ) -> None:
     """Run the reference AI middleware (the secret is read from BACKEND_API_SECRET)."""
     from .processes import port_is_free
-    from .reference_middleware import serve
+    from .reference_middleware import routing_for, serve
 
     secret = os.environ.get("BACKEND_API_SECRET", "")
     if not secret:
         raise fail("set BACKEND_API_SECRET to the secret the bot will send")
+    if brand is not None and brand.suffix not in {".toml"} and not brand.is_dir():
+        checked_answers(brand)
     try:
-        answers = resolved_answers(load_answers(brand) if brand else {"brand_name": "Reference"})
-    except BrandFileError as error:
+        routing = routing_for(brand)
+    except (BrandFileError, ValueError) as error:
         raise fail(str(error)) from None
     if not port_is_free(port):
         raise fail(f"port {port} on 127.0.0.1 is already in use; pick another with --port")
-    header = auth_header or answers.get("auth_header", "x-secret")
-    typer.echo(f"reference middleware on http://127.0.0.1:{port}/chat (secret header {header})", err=True)
-    serve(answers, host="127.0.0.1", port=port, secret=secret, auth_header=header,
+    header = auth_header or routing.get("auth_header", "x-secret")
+    errors.print(f"reference middleware on http://127.0.0.1:{port}/chat (secret in header {header})",
+                 markup=False, highlight=False)
+    serve(routing, host="127.0.0.1", port=port, secret=secret, auth_header=header,
           latency_seconds=latency_ms / 1000)
+
+
+@app.command()
+def smoke(
+    project: Annotated[Path, typer.Argument(help="A rendered project directory.")],
+    timeout: Annotated[float, typer.Option(help="REQUEST_TIMEOUT_SECONDS for the run (the timeout check waits it).")] = 2.0,
+) -> None:
+    """Run the project under chainlit with the reference middleware and play every path once."""
+    from .processes import ServiceError
+    from .project import ProjectError
+    from .smoke import Check, run_smoke
+
+    table = Table(title=f"brandbot smoke {project}")
+    table.add_column("check", no_wrap=True, max_width=26)
+    table.add_column("ok", no_wrap=True, min_width=4)
+    table.add_column("time", justify="right", no_wrap=True, min_width=7)
+    table.add_column("what the customer saw", no_wrap=True, max_width=30)
+
+    started = time.perf_counter()
+    try:
+        with _interrupts_as_keyboard_interrupt(), console.status("starting the middleware and the app...") as status:
+
+            def show(check: Check) -> None:
+                status.update(f"{len(checks_seen) + 1} checks run, last: {check.name}")
+                checks_seen.append(check)
+
+            checks_seen: list[Check] = []
+            checks = run_smoke(project, request_timeout=timeout, on_check=show)
+    except ProjectError as error:
+        raise fail(str(error)) from None
+    except ServiceError as error:
+        raise fail(f"could not start the bot: {error}") from None
+    except KeyboardInterrupt:
+        raise fail("interrupted; every process started was stopped") from None
+    for check in checks:
+        table.add_row(check.name, "[green]pass[/green]" if check.passed else "[red]FAIL[/red]",
+                      f"{check.seconds * 1000:.0f} ms", Text(check.detail, overflow="ellipsis"))
+    console.print(table)
+    failed = [check for check in checks if not check.passed]
+    summary = f"{len(checks) - len(failed)}/{len(checks)} checks passed in {time.perf_counter() - started:.1f} s"
+    console.print(summary if not failed else f"[red]{summary}[/red]")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def demo(
+    brand_file: Annotated[Path | None, typer.Argument(help="Brand file (default: the retail example).")] = None,
+    port: Annotated[int, typer.Option(help="Port for the chat app.")] = 8000,
+    middleware_port: Annotated[int, typer.Option(help="Port for the reference middleware.")] = 8001,
+    out: Annotated[Path, typer.Option(help="Where to render the demo bot.")] = Path("build/demo"),
+) -> None:
+    """Render a brand and run it with the reference middleware until Ctrl-C."""
+    from .processes import ServiceError, port_is_free, start_app, start_middleware
+    from .render import render_brand
+
+    brand_file = brand_file or examples_dir() / DEFAULT_BRAND
+    answers = checked_answers(brand_file)
+    for wanted, option in [(port, "--port"), (middleware_port, "--middleware-port")]:
+        if not port_is_free(wanted):
+            raise fail(f"port {wanted} on 127.0.0.1 is already in use; pick another with {option}")
+    if out.exists():
+        shutil.rmtree(out)
+    render_brand(answers, out)
+    secret = "demo-" + secrets.token_urlsafe(24)
+    log_dir = Path(tempfile.mkdtemp(prefix="brandbot-demo-"))
+    services = []
+    try:
+        with _interrupts_as_keyboard_interrupt():
+            services.append(start_middleware(out / "brand.toml", port=middleware_port, secret=secret,
+                                             log_dir=log_dir))
+            services.append(start_app(out, port=port, middleware_url=f"{services[0].base_url}/chat",
+                                      secret=secret, log_dir=log_dir))
+            _print_demo_guide(answers, out, port, log_dir)
+            while all(service.process.poll() is None for service in services):
+                time.sleep(0.5)
+            raise fail(f"a demo process stopped unexpectedly; see the logs in {log_dir}")
+    except ServiceError as error:
+        raise fail(f"could not start the demo: {error}") from None
+    except KeyboardInterrupt:
+        console.print("\nStopping the demo...")
+    finally:
+        for service in reversed(services):
+            service.stop()
+    console.print("Demo stopped.")
+
+
+def _print_demo_guide(answers: dict, out: Path, port: int, log_dir: Path) -> None:
+    resolved = resolved_answers(answers)
+    labels = [(details or {}).get("label") or category for category, details in resolved["categories"].items()]
+    console.print(f"\n[bold]{resolved['brand_name']}[/bold] bot is running: [link]http://localhost:{port}[/link]\n",
+                  highlight=False)
+    console.print("Try asking:", highlight=False)
+    console.print("  - Hello!                       (a general answer)", markup=False, highlight=False)
+    for label in labels[:3]:
+        console.print(f"  - I have a question about {label}   (the specialist transition)",
+                      markup=False, highlight=False)
+    console.print("  - simulate error / simulate timeout / simulate bad answer   (the failure messages)",
+                  markup=False, highlight=False)
+    console.print(f"\nProject: {out}   Logs: {log_dir}\nPress Ctrl-C to stop.", markup=False, highlight=False)
+
+
+class _interrupts_as_keyboard_interrupt:
+    """Treat SIGTERM like Ctrl-C so `finally` blocks stop every child process."""
+
+    def __enter__(self) -> None:
+        self._previous = signal.signal(signal.SIGTERM, self._raise)
+
+    def __exit__(self, *exc_info: object) -> None:
+        signal.signal(signal.SIGTERM, self._previous)
+
+    @staticmethod
+    def _raise(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
 
 
 @app.command()
 def version() -> None:
     """Print brandbot's version."""
-    typer.echo(__version__)
+    console.print(__version__)
 
 
 def main() -> None:

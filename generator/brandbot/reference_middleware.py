@@ -13,9 +13,11 @@ import asyncio
 import hmac
 import json
 import re
+import tomllib
 import unicodedata
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -24,7 +26,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from .brand_file import load_answers
 from .paths import contract_schema
+from .validation import resolved_answers
 
 _WORD = re.compile(r"[^\W_]+")
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
@@ -71,6 +75,11 @@ def words(text: str) -> set[str]:
     return {_fold_accents(word) for word in found}
 
 
+def camel_words(identifier: str) -> str:
+    """A readable name for a category id, for the canned answers."""
+    return " ".join(_CAMEL.sub(" ", re.sub(r"[_.-]+", " ", identifier)).split())
+
+
 def _fold_accents(word: str) -> str:
     return "".join(ch for ch in unicodedata.normalize("NFKD", word) if not unicodedata.combining(ch))
 
@@ -89,7 +98,7 @@ def desks_for(answers: dict[str, Any]) -> list[Desk]:
     """One desk per specialist category of the brand's (resolved) answers."""
     found = []
     for category, details in (answers.get("categories") or {}).items():
-        label = (details or {}).get("label") or " ".join(_CAMEL.sub(" ", category).split())
+        label = (details or {}).get("label") or camel_words(category)
         own = words(category) | words(label)
         keywords = set(own)
         answer = f"Our {label} team has your question and will follow up by email within one business day."
@@ -125,6 +134,9 @@ class Router:
         """The canned answer, or a simulated failure when the message asks for one."""
         lowered = message.lower()
         if "simulate" in lowered:
+            forced = re.search(r"simulate category ([A-Za-z][\w.-]*[\w-])", message)
+            if forced:
+                return self._answer_as(forced.group(1))
             simulated = _simulation(lowered)
             if simulated is not None:
                 return simulated
@@ -133,6 +145,12 @@ class Router:
         if best is not None and best.keywords & said:
             return Decision(body={"response": best.answer, "category": best.category})
         return Decision(body={"response": _GREETING, "category": self.general_category})
+
+    def _answer_as(self, category: str) -> Decision:
+        """An answer routed to `category` whatever the message says (for tests and demos)."""
+        desk = next((desk for desk in self.desks if desk.category == category), None)
+        response = desk.answer if desk else f"This answer is routed to {category}."
+        return Decision(body={"response": response, "category": category})
 
 
 def _simulation(lowered: str) -> Decision | None:
@@ -149,6 +167,25 @@ def _simulation(lowered: str) -> Decision | None:
     if slow:
         return Decision(body={"response": "Sorry for the wait!", "category": None}, delay=float(slow.group(1)))
     return None
+
+
+def routing_for(path: Path | None) -> dict[str, Any]:
+    """The categories to route to, from a brand file, a rendered brand.toml or a project directory.
+
+    Raises BrandFileError (from brand_file) or ValueError with a sentence a user can act on.
+    """
+    if path is None:
+        return resolved_answers({"brand_name": "Reference"})
+    if path.is_dir():
+        path = path / "brand.toml"
+    if path.suffix == ".toml":
+        try:
+            return tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ValueError(f"{path}: no such file") from None
+        except tomllib.TOMLDecodeError as error:
+            raise ValueError(f"{path}: invalid TOML: {error}") from None
+    return resolved_answers(load_answers(path))
 
 
 @cache

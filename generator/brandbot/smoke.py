@@ -1,0 +1,157 @@
+"""`brandbot smoke`: prove a rendered bot works, with real processes and the real protocol.
+
+Starts the reference middleware and `chainlit run app.py --headless` for the project on free
+loopback ports with a throw-away secret, then plays one customer through every path: welcome,
+a general question, each specialist category, an HTTP error, a timeout, an answer that breaks
+the contract and a refused connection, with a recovery after each failure. The expected texts
+are read from the project's own brand.toml.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .chat_client import ChainlitChat, transcript
+from .processes import Service, free_port, start_app, start_middleware
+from .project import load_brand
+
+
+@dataclass
+class Check:
+    """One row of the smoke report."""
+
+    name: str
+    passed: bool
+    seconds: float
+    detail: str = ""
+
+
+@dataclass
+class SmokeRun:
+    """Everything a smoke run needs to know about the project and its processes."""
+
+    project: Path
+    brand: Any  # the project's own runtime Brand
+    secret: str
+    middleware_port: int
+    log_dir: Path
+    app: Service | None = None
+    middleware: Service | None = None
+
+    def start_middleware(self) -> None:
+        self.middleware = start_middleware(self.project / "brand.toml", port=self.middleware_port,
+                                           secret=self.secret, log_dir=self.log_dir)
+
+    def stop(self) -> None:
+        for service in (self.app, self.middleware):
+            if service is not None:
+                service.stop()
+
+
+def run_smoke(project: Path, *, request_timeout: float = 2.0, log_dir: Path | None = None,
+              on_check: Callable[[Check], None] | None = None) -> list[Check]:
+    """Run every check; processes are stopped whatever happens (Ctrl-C included)."""
+    brand = load_brand(project)
+    log_dir = log_dir or Path(tempfile.mkdtemp(prefix="brandbot-smoke-"))
+    run = SmokeRun(project, brand, "smoke-" + secrets.token_urlsafe(24), free_port(), log_dir)
+    checks: list[Check] = []
+    try:
+        run.start_middleware()
+        assert run.middleware is not None
+        run.app = start_app(project, port=free_port(), middleware_url=f"{run.middleware.base_url}/chat",
+                            secret=run.secret, log_dir=log_dir,
+                            extra_env={"REQUEST_TIMEOUT_SECONDS": str(request_timeout),
+                                       "TRANSITION_DELAY_SECONDS": "0.3"})
+        asyncio.run(_converse(run, checks, on_check))
+    finally:
+        run.stop()
+    if run.app is not None:
+        _record(checks, on_check, Check("secret not in any log", run.secret not in run.app.log()
+                                        and run.secret not in (run.middleware.log() if run.middleware else ""),
+                                        0.0, "app and middleware logs"))
+    return checks
+
+
+def _record(checks: list[Check], on_check: Callable[[Check], None] | None, check: Check) -> None:
+    checks.append(check)
+    if on_check is not None:
+        on_check(check)
+
+
+async def _converse(run: SmokeRun, checks: list[Check], on_check: Callable[[Check], None] | None) -> None:
+    brand, texts = run.brand, run.brand.texts
+    own_texts = set(texts.model_dump().values())
+    assert run.app is not None
+
+    async with ChainlitChat(run.app.base_url, timeout=30) as chat:
+        async def check(name: str, step: Callable[[], Awaitable[tuple[bool, str]]]) -> None:
+            started = time.perf_counter()
+            try:
+                passed, detail = await step()
+            except Exception as error:  # noqa: BLE001 - a smoke test reports, it does not crash
+                passed, detail = False, f"{type(error).__name__}: {error}"
+            _record(checks, on_check, Check(name, passed, time.perf_counter() - started, detail))
+
+        async def welcome() -> tuple[bool, str]:
+            shown = await chat.welcome()
+            return shown == [brand.welcome_message], _short(shown)
+
+        async def general() -> tuple[bool, str]:
+            exchange = await chat.send("Hello!")
+            ok = exchange.shown[:1] == [texts.thinking] and len(exchange.shown) == 2
+            return ok and exchange.final not in own_texts, _short(exchange.final)
+
+        def specialist(category: str) -> Callable[[], Awaitable[tuple[bool, str]]]:
+            async def step() -> tuple[bool, str]:
+                label = brand.specialist_label(category)
+                exchange = await chat.send(f"simulate category {category}: I have a question about {label}")
+                expected = [texts.thinking, texts.specialist(label)]
+                return exchange.shown[:2] == expected and len(exchange.shown) == 3, _short(exchange.shown[1:])
+            return step
+
+        def failure(message: str, text_id: str) -> Callable[[], Awaitable[tuple[bool, str]]]:
+            async def step() -> tuple[bool, str]:
+                exchange = await chat.send(message)
+                return exchange.final == getattr(texts, text_id), _short(exchange.final)
+            return step
+
+        async def recovered() -> tuple[bool, str]:
+            exchange = await chat.send("Hello again!")
+            return exchange.final not in own_texts and bool(exchange.final), _short(exchange.final)
+
+        async def refused() -> tuple[bool, str]:
+            assert run.middleware is not None
+            run.middleware.stop()
+            exchange = await chat.send("Is anyone there?")
+            await asyncio.to_thread(run.start_middleware)
+            return exchange.final == texts.error_connection, _short(exchange.final)
+
+        await check("welcome", welcome)
+        await check("general answer", general)
+        for category in brand.categories:
+            await check(f"specialist {category}", specialist(category))
+        for name, message, text_id in [
+            ("HTTP error", "simulate error", "error_service_unavailable"),
+            ("timeout", "simulate timeout", "error_timeout"),
+            ("unexpected answer", "simulate bad answer", "error_unexpected_answer"),
+        ]:
+            await check(name, failure(message, text_id))
+            await check("  then a normal answer", recovered)
+        await check("connection refused", refused)
+        await check("  then a normal answer", recovered)
+        leaked = run.secret in transcript(chat.events)
+        _record(checks, on_check, Check("secret not sent to browser", not leaked, 0.0,
+                                        f"{len(chat.events)} socket.io events"))
+
+
+def _short(value: object, limit: int = 70) -> str:
+    text = value if isinstance(value, str) else " | ".join(map(str, value)) if isinstance(value, list) else str(value)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
