@@ -11,6 +11,8 @@ from typing import Any
 import copier
 import pytest
 
+from brandbot.validation import validate_answers
+
 from .conftest import REPO
 
 GOOD = {"brand_name": "Acme"}
@@ -74,11 +76,16 @@ def test_a_bad_answer_fails_naming_the_question_and_the_rule(tmp_path: Path, que
     assert question in message
     assert rule in message
     assert not (tmp_path / "out" / "brand.toml").exists()
+    # brandbot validate reaches the same decision, for the same question and rule.
+    problems = validate_answers({**GOOD, question: value})
+    assert [problem.question for problem in problems] == [question]
+    assert rule in problems[0].message
 
 
 def test_a_missing_required_answer_is_named(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="brand_name"):
         render_with(tmp_path, {})
+    assert [str(problem) for problem in validate_answers({})] == ["brand_name: is required (no default)"]
 
 
 def test_the_cli_prints_the_question_and_the_rule(tmp_path: Path) -> None:
@@ -97,6 +104,8 @@ GOOD_TEXTS = [
 
 @pytest.mark.parametrize("text", GOOD_TEXTS)
 def test_any_printable_text_is_accepted_for_names_and_labels(tmp_path: Path, text: str) -> None:
-    render_with(tmp_path, {"brand_name": text, "bot_name": text, "bot_role": text, "welcome_message": text,
-                           "categories": {"Returns": {"label": text}}, "texts": {"thinking": text}})
+    answers = {"brand_name": text, "bot_name": text, "bot_role": text, "welcome_message": text,
+               "categories": {"Returns": {"label": text}}, "texts": {"thinking": text}}
+    render_with(tmp_path, answers)
     assert (tmp_path / "out" / "brand.toml").is_file()
+    assert validate_answers(answers) == []

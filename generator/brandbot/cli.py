@@ -173,7 +173,7 @@ def middleware(
 @app.command()
 def smoke(
     project: Annotated[Path, typer.Argument(help="A rendered project directory.")],
-    timeout: Annotated[float, typer.Option(help="REQUEST_TIMEOUT_SECONDS for the run (the timeout check waits it).")] = 2.0,
+    timeout: Annotated[float, typer.Option(help="REQUEST_TIMEOUT_SECONDS for the run, in seconds.")] = 2.0,
 ) -> None:
     """Run the project under chainlit with the reference middleware and play every path once."""
     from .processes import ServiceError

@@ -1,0 +1,105 @@
+"""The reference middleware in-process: secret, contract checks, routing and simulated failures."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from brandbot.reference_middleware import contract_problem, create_app, routing_for
+
+from .conftest import REPO
+
+SECRET = "mw-test-secret"
+
+
+@pytest.fixture
+async def client() -> httpx.AsyncClient:
+    routing = routing_for(REPO / "examples/retail.yml")
+    app = create_app(routing, secret=SECRET, auth_header="x-secret")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://mw") as http:
+        yield http
+
+
+def body(message: str, history: list | None = None) -> dict:
+    return {"message": message, "history": (history or []) + [{"role": "user", "content": message}]}
+
+
+async def ask(client: httpx.AsyncClient, message: str) -> httpx.Response:
+    return await client.post("/chat", json=body(message), headers={"x-secret": SECRET})
+
+
+@pytest.mark.parametrize("headers", [{}, {"x-secret": "wrong"}, {"x-other": SECRET}])
+async def test_a_missing_or_wrong_secret_is_401(client: httpx.AsyncClient, headers: dict) -> None:
+    response = await client.post("/chat", json=body("hi"), headers=headers)
+    assert response.status_code == 401
+    assert SECRET not in response.text
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        ({"message": "hi"}, "'history' is a required property"),
+        ({"message": "", "history": [{"role": "user", "content": ""}]}, "message"),
+        ({"message": "hi", "history": []}, "history"),
+        ({"message": "hi", "history": [{"role": "robot", "content": "hi"}]}, "history/0/role"),
+        ({"message": "hi", "history": [{"role": "user", "content": "bye"}]}, "last item must be the current message"),
+        ({"message": 5, "history": [{"role": "user", "content": "5"}]}, "message"),
+        ({"message": "hi", "history": [{"role": "user", "content": "hi"}], "extra": 1}, "extra"),
+    ],
+)
+async def test_a_request_that_breaks_the_contract_is_422_with_the_reason(client: httpx.AsyncClient, payload: dict,
+                                                                         reason: str) -> None:
+    response = await client.post("/chat", json=payload, headers={"x-secret": SECRET})
+    assert response.status_code == 422
+    assert reason in response.json()["detail"]
+
+
+async def test_a_body_that_is_not_json_is_422(client: httpx.AsyncClient) -> None:
+    response = await client.post("/chat", content=b"{nope", headers={"x-secret": SECRET})
+    assert response.status_code == 422
+
+
+@pytest.mark.parametrize(
+    ("message", "category"),
+    [("Where is my parcel?", "OrderTracking"), ("I want a refund", "Returns"), ("Is this jacket in stock?", None),
+     ("What sizes does the product come in?", "ProductInquiry"), ("Hello!", "General")],
+)
+async def test_messages_are_routed_by_keywords(client: httpx.AsyncClient, message: str, category: str | None) -> None:
+    response = await ask(client, message)
+    assert response.status_code == 200
+    if category is not None:
+        assert response.json()["category"] == category
+    assert response.json()["response"]
+
+
+async def test_answers_are_deterministic(client: httpx.AsyncClient) -> None:
+    first, second = await ask(client, "Where is my parcel?"), await ask(client, "Where is my parcel?")
+    assert first.json() == second.json()
+
+
+async def test_simulations(client: httpx.AsyncClient) -> None:
+    assert (await ask(client, "please simulate error")).status_code == 503
+    assert (await ask(client, "simulate status 429")).status_code == 429
+    bad = await ask(client, "simulate bad answer")
+    assert bad.status_code == 200 and bad.headers["content-type"].startswith("text/html")
+    forced = await ask(client, "simulate category Returns: anything")
+    assert forced.json()["category"] == "Returns"
+
+
+async def test_stats_count_what_the_middleware_saw(client: httpx.AsyncClient) -> None:
+    await ask(client, "hi")
+    await client.post("/chat", json=body("hi"))
+    assert (await client.get("/stats")).json() == {"requests": 2, "answered": 1, "rejected": 1}
+
+
+def test_contract_problem_accepts_what_the_app_sends() -> None:
+    history = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
+    assert contract_problem(body("Where is my order?", history)) is None
+
+
+def test_routing_reads_a_project_or_its_brand_toml(rendered) -> None:  # type: ignore[no-untyped-def]
+    project = rendered(REPO / "examples/telecom.yml")
+    for source in (project, project / "brand.toml"):
+        routing = routing_for(source)
+        assert "NumberPorting" in routing["categories"]
+        assert routing["auth_header"] == "x-secret"
