@@ -6,12 +6,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup test lint demo examples clean
+.PHONY: help setup test lint demo examples screenshots clean
 
 help:
 	@echo "make demo   - render the retail example and run it with the reference middleware"
 	@echo "make test   - lint, then run every test (real copier, chainlit and socket.io)"
 	@echo "make examples - regenerate every example brand into build/examples"
+	@echo "make screenshots - save a screenshot of each example brand to docs/img"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,3 +36,6 @@ examples: setup
 
 clean:
 	rm -rf build .pytest_cache
+
+screenshots: setup
+	$(BIN)/brandbot screenshots --out docs/img

@@ -15,6 +15,12 @@ async def on_chat_start() -> None:
     await chat.start()
 
 
+@cl.action_callback(chat.STARTER_ACTION)
+async def on_starter(action: cl.Action) -> None:
+    """A suggested question under the welcome message was clicked."""
+    await chat.run_starter(action.payload)
+
+
 @cl.on_message
 async def on_message(message: cl.Message) -> None:
     """Answer through the brand's AI middleware."""

@@ -33,7 +33,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Path], Path]
     def render(brand_file: Path) -> Path:
         if brand_file not in cache:
             destination = tmp_path_factory.mktemp(brand_file.stem) / "project"
-            cache[brand_file] = render_brand(load_answers(brand_file), destination)
+            cache[brand_file] = render_brand(load_answers(brand_file), destination, base_dir=brand_file.parent)
         return cache[brand_file]
 
     return render

@@ -56,6 +56,22 @@ BAD_ANSWERS: list[tuple[str, Any, str]] = [
     ("texts", {"thinking": ""}, "texts.thinking: must not be empty"),
     ("texts", {"thinkin": "Hmm..."}, 'unknown text id "thinkin"'),
     ("texts", ["Thinking..."], "must be a mapping of text id to wording"),
+    ("language", "xx-YY", "must be one of Chainlit's UI languages"),
+    ("language", "EN-us", "must be one of Chainlit's UI languages"),
+    ("primary_color", "blue", "must be a colour as #RRGGBB"),
+    ("primary_color", "#12345", "must be a colour as #RRGGBB"),
+    ("primary_color", "#FACC15", "WCAG AA needs at least 4.5:1"),
+    ("primary_color", "#777777", "WCAG AA needs at least 4.5:1"),
+    ("logo", "/etc/logo.svg", "inside the brand's folder"),
+    ("logo", "../logo.svg", "inside the brand's folder"),
+    ("logo", "logo.gif", "must be a .svg or .png file"),
+    ("favicon", "icon.jpg", "must be a .svg or .png file"),
+    ("custom_css", "style.scss", "must be a .css file"),
+    ("starters", [{"label": str(n), "message": "m"} for n in range(5)], "at most 4 starters"),
+    ("starters", [{"label": "", "message": "m"}], "starters[0].label: must not be empty"),
+    ("starters", [{"label": "Hi"}], "starters[0].message: must be text"),
+    ("starters", [{"label": "Hi", "message": "m", "icon": "x"}], 'unknown key "icon"'),
+    ("starters", "Track my order", "must be a list"),
 ]
 
 
@@ -86,6 +102,13 @@ def test_a_missing_required_answer_is_named(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="brand_name"):
         render_with(tmp_path, {})
     assert [str(problem) for problem in validate_answers({})] == ["brand_name: is required (no default)"]
+
+
+def test_default_theme_is_light_or_dark(tmp_path: Path) -> None:
+    with pytest.raises(Exception, match="default_theme"):  # noqa: B017, PT011
+        render_with(tmp_path, {**GOOD, "default_theme": "sepia"})
+    assert [str(problem) for problem in validate_answers({**GOOD, "default_theme": "sepia"})] == [
+        "default_theme: must be one of light, dark"]
 
 
 def test_the_cli_prints_the_question_and_the_rule(tmp_path: Path) -> None:

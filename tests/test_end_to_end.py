@@ -43,6 +43,7 @@ def bot(request: pytest.FixtureRequest, rendered: Callable[[Path], Path],
         tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningBot]:
     brand_file: Path = request.param
     project = rendered(brand_file)
+    before = project_snapshot(project)
     secret = "e2e-" + secrets.token_hex(16)
     log_dir = tmp_path_factory.mktemp("logs")
     port = free_port()
@@ -59,6 +60,14 @@ def bot(request: pytest.FixtureRequest, rendered: Callable[[Path], Path],
     yield running
     assert app.stop() == 0, "chainlit did not stop cleanly on SIGINT"
     running.middleware.stop()
+    # The project ships every file Chainlit would otherwise write (config, translations, readme).
+    assert project_snapshot(project) == before, "chainlit run changed the project's files"
+
+
+def project_snapshot(project: Path) -> dict[str, bytes]:
+    """Every file of the project but Chainlit's upload folder and Python's caches."""
+    return {str(path.relative_to(project)): path.read_bytes() for path in project.rglob("*")
+            if path.is_file() and not {".files", "__pycache__", ".pytest_cache"} & set(path.parts)}
 
 
 def run(coroutine):  # type: ignore[no-untyped-def]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import py_compile
 import subprocess
@@ -16,6 +17,7 @@ import pytest
 import yaml
 from jinja2.exceptions import UndefinedError
 
+from brandbot.assets import brand_assets
 from brandbot.brand_file import load_answers
 
 from .conftest import EXAMPLES, HOSTILE, REPO, example_id, rendered_files
@@ -41,7 +43,7 @@ def test_rendered_project_has_every_part(rendered: Callable[[Path], Path], brand
                  "tests/test_chat_flow.py", "contract/middleware.schema.json", ".chainlit/translations/en-US.json"]:
         assert (project / part).is_file(), part
     config = tomllib.loads((project / ".chainlit/config.toml").read_text(encoding="utf-8"))
-    assert config["UI"]["name"] == load_answers(brand_file)["brand_name"]
+    assert html.unescape(config["UI"]["name"]) == load_answers(brand_file)["brand_name"]
     assert config["features"]["unsafe_allow_html"] is False
     assert config["meta"]["generated_by"] == "2.12.0"
     ignored = (project / ".gitignore").read_text(encoding="utf-8").split()
@@ -53,18 +55,22 @@ def test_rendered_project_has_every_part(rendered: Callable[[Path], Path], brand
 @pytest.mark.parametrize("brand_file", EXAMPLES, ids=example_id)
 def test_rendered_files_are_verbatim_copies_or_fully_rendered(rendered: Callable[[Path], Path],
                                                               brand_file: Path) -> None:
-    """Files without .jinja (all the Python among them) are copied byte for byte; rendered ones keep
-    no Jinja syntax."""
+    """Files without .jinja (all the Python among them) are copied byte for byte, and so are the
+    brand's own logo, favicon and CSS; rendered ones keep no Jinja syntax."""
     source = REPO / "template"
     project = rendered(brand_file)
     files = rendered_files(project)
     assert any(name.endswith(".py") for name in files)
+    own = {f"public/{target}": asset.source
+           for asset in brand_assets(load_answers(brand_file), brand_file.parent) for target in asset.targets}
     for name, text in files.items():
         verbatim = source / name
-        if verbatim.is_file():
+        if name in own:
+            assert (project / name).read_bytes() == own[name].read_bytes(), name
+        elif verbatim.is_file():
             assert (project / name).read_bytes() == verbatim.read_bytes(), name
         else:
-            assert name.endswith((".toml", ".md", ".yml")), f"{name} is rendered but not a data or docs file"
+            assert name.endswith((".toml", ".md", ".yml", ".json", ".svg")), f"{name} is rendered but not data or docs"
             assert "{{" not in text and "{%" not in text, name
 
 
@@ -78,7 +84,8 @@ def test_a_hostile_brand_renders_to_files_that_parse(rendered: Callable[[Path], 
     brand = tomllib.loads((project / "brand.toml").read_text(encoding="utf-8"))
     config = tomllib.loads((project / ".chainlit/config.toml").read_text(encoding="utf-8"))
     stored = yaml.safe_load((project / ".copier-answers.yml").read_text(encoding="utf-8"))
-    assert config["UI"]["name"] == answers["brand_name"]
+    assert html.unescape(config["UI"]["name"]) == answers["brand_name"]
+    assert "<" not in config["UI"]["name"] and '"' not in config["UI"]["name"]
     for key in ["brand_name", "bot_name", "bot_role", "welcome_message", "auth_header"]:
         assert brand[key] == answers[key], key
         assert stored[key] == answers[key], key

@@ -22,6 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from . import __version__
+from .assets import check_assets
 from .brand_file import BrandFileError, load_answers
 from .paths import examples_dir
 from .validation import Problem, resolved_answers, validate_answers
@@ -50,7 +51,7 @@ def checked_answers(brand_file: Path) -> dict:
         answers = load_answers(brand_file)
     except BrandFileError as error:
         raise fail(str(error)) from None
-    problems = validate_answers(answers)
+    problems = validate_answers(answers) + check_assets(answers, brand_file.parent)
     if problems:
         _print_problems(brand_file, problems)
         raise typer.Exit(1)
@@ -78,11 +79,11 @@ def new(
     if destination.is_dir() and any(destination.iterdir()) and not force:
         raise fail(f"{destination} is not empty; choose another directory or pass --force to overwrite")
     started = time.perf_counter()
-    render_brand(answers, destination, overwrite=force)
+    render_brand(answers, destination, base_dir=brand_file.parent, overwrite=force)
     files = sum(1 for path in destination.rglob("*") if path.is_file())
     console.print(f"Rendered {files} files into {destination} in {time.perf_counter() - started:.2f} s.")
     console.print(f"Next: cd {destination} && python -m venv .venv && .venv/bin/pip install -r requirements.txt",
-                  markup=False, highlight=False)
+                  markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -93,7 +94,8 @@ def validate(
     bad = 0
     for brand_file in brand_files:
         try:
-            problems = validate_answers(load_answers(brand_file))
+            answers = load_answers(brand_file)
+            problems = validate_answers(answers) + check_assets(answers, brand_file.parent)
         except BrandFileError as error:
             errors.print(str(error), markup=False, highlight=False, soft_wrap=True)
             bad += 1
@@ -128,7 +130,7 @@ def examples(
             if destination.exists():
                 shutil.rmtree(destination)
             started = time.perf_counter()
-            render_brand(answers, destination)
+            render_brand(answers, destination, base_dir=brand_file.parent)
             seconds = time.perf_counter() - started
             files = sum(1 for path in destination.rglob("*") if path.is_file())
             rows.append((brand_file.stem, answers["brand_name"], files, seconds))
@@ -231,7 +233,7 @@ def demo(
             raise fail(f"port {wanted} on 127.0.0.1 is already in use; pick another with {option}")
     if out.exists():
         shutil.rmtree(out)
-    render_brand(answers, out)
+    render_brand(answers, out, base_dir=brand_file.parent)
     secret = "demo-" + secrets.token_urlsafe(24)
     log_dir = Path(tempfile.mkdtemp(prefix="brandbot-demo-"))
     services = []
@@ -282,6 +284,31 @@ class _interrupts_as_keyboard_interrupt:
     @staticmethod
     def _raise(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
+
+
+@app.command()
+def screenshots(
+    out: Annotated[Path, typer.Option(help="Directory for the PNG files.")] = Path("docs/img"),
+    work: Annotated[Path, typer.Option(help="Where to render the examples first.")] = Path("build/screenshots"),
+) -> None:
+    """Render every example brand and save a screenshot of a short conversation as <slug>.png."""
+    from .browser import BrowserMissing
+    from .processes import ServiceError
+    from .render import render_brand
+    from .screenshots import screenshot
+
+    for brand_file in sorted(examples_dir().glob("*.yml")):
+        answers = checked_answers(brand_file)
+        project = work / brand_file.stem
+        if project.exists():
+            shutil.rmtree(project)
+        render_brand(answers, project, base_dir=brand_file.parent)
+        slug = resolved_answers(answers)["brand_slug"]
+        try:
+            saved = screenshot(project, out / f"{slug}.png")
+        except (BrowserMissing, ServiceError) as error:
+            raise fail(str(error)) from None
+        console.print(f"{brand_file.stem}: {saved}", markup=False, highlight=False)
 
 
 @app.command()

@@ -35,33 +35,57 @@ _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _HOLD_SECONDS = 600.0
 
 # Words that commonly name a support desk, grouped so that asking about "my parcel" finds the
-# desk labelled "Order Tracking". Each group carries the canned answer for its topic.
-_TOPICS: tuple[tuple[frozenset[str], str], ...] = (
+# desk labelled "Order Tracking". Each group carries the canned answer for its topic, in English
+# and Spanish (the brand's `language` picks one; other languages get English).
+_TOPICS: tuple[tuple[frozenset[str], dict[str, str]], ...] = (
     (frozenset("order orders track tracking parcel package delivery shipping shipped courier "
                "pedido pedidos envio entrega".split()),
-     "Your order left our warehouse yesterday and should arrive within 2 business days. "
-     "The tracking link is in your confirmation email."),
+     {"en": "Your order left our warehouse yesterday and should arrive within 2 business days. "
+            "The tracking link is in your confirmation email.",
+      "es": "Tu pedido salió ayer de nuestro almacén y debería llegar en 2 días hábiles. "
+            "El enlace de seguimiento está en tu correo de confirmación."}),
     (frozenset("return returns refund refunds exchange devolucion reembolso".split()),
-     "You can return any item within 30 days for a full refund. Start the return from "
-     "your account page and drop the parcel at any post office."),
+     {"en": "You can return any item within 30 days for a full refund. Start the return from "
+            "your account page and drop the parcel at any post office.",
+      "es": "Puedes devolver cualquier artículo en un plazo de 30 días y te reembolsamos el importe completo."}),
     (frozenset("product products size sizes stock material price inquiry producto".split()),
-     "That item is in stock in all sizes. It is machine-washable and comes with a 2-year warranty."),
+     {"en": "That item is in stock in all sizes. It is machine-washable and comes with a 2-year warranty.",
+      "es": "Ese artículo está disponible en todas las tallas y tiene 2 años de garantía."}),
     (frozenset("bill billing invoice payment payments charge charged factura pago".split()),
-     "Your latest invoice is available in your account. Payments usually show within 1 business day."),
+     {"en": "Your latest invoice is available in your account. Payments usually show within 1 business day.",
+      "es": "Tu última factura está disponible en tu cuenta. Los pagos se reflejan en 1 día hábil."}),
     (frozenset("card cards tarjeta tarjetas blocked block lost stolen bloquear".split()),
-     "I have noted your card request. For your security a new card can be sent within 5 business days."),
+     {"en": "I have noted your card request. For your security a new card can be sent within 5 business days.",
+      "es": "He bloqueado tu tarjeta por seguridad. Recibirás una nueva en un plazo de 5 días hábiles."}),
     (frozenset("loan loans mortgage credit prestamo prestamos hipoteca credito".split()),
-     "Our loan specialists can prepare an offer for you. Rates depend on the amount and the term you choose."),
+     {"en": "Our loan specialists can prepare an offer for you. Rates depend on the amount and the term you choose.",
+      "es": "Nuestros especialistas pueden prepararte una oferta. El interés depende del importe y del plazo."}),
     (frozenset("account accounts cuenta cuentas transfer transferencia".split()),
-     "Your account is active. Transfers between your own accounts are instant."),
+     {"en": "Your account is active. Transfers between your own accounts are instant.",
+      "es": "Tu cuenta está activa. Las transferencias entre tus propias cuentas son inmediatas."}),
+    (frozenset("fraud fraude suspicious sospechoso phishing".split()),
+     {"en": "Thank you for telling us. We have flagged the activity and our fraud team will contact you today.",
+      "es": "Gracias por avisarnos. Hemos marcado la operación y nuestro equipo de fraude te contactará hoy."}),
     (frozenset("network signal coverage outage internet wifi router".split()),
-     "There is no known outage in your area. Restarting your router fixes most connection problems."),
+     {"en": "There is no known outage in your area. Restarting your router fixes most connection problems."}),
     (frozenset("plan plans upgrade contract tariff data roaming".split()),
-     "You can change your plan at any time from the app; the new plan starts on your next billing day."),
+     {"en": "You can change your plan at any time from the app; the new plan starts on your next billing day."}),
     (frozenset("device devices phone phones handset repair broken screen".split()),
-     "Device repairs take about 5 business days. Bring the device to any of our stores."),
+     {"en": "Device repairs take about 5 business days. Bring the device to any of our stores."}),
 )
-_GREETING = "Hello! I'm the reference middleware standing in for your AI back end. How can I help?"
+_GREETING = {
+    "en": "Hello! I'm the reference middleware standing in for your AI back end. How can I help?",
+    "es": "¡Hola! Soy el middleware de referencia que sustituye a tu back end de IA. ¿En qué puedo ayudarte?",
+}
+_GENERIC = {
+    "en": "Our {label} team has your question and will follow up by email within one business day.",
+    "es": "Nuestro equipo de {label} tiene tu consulta y te responderá por correo en un día hábil.",
+}
+
+
+def _in(language: str, wordings: dict[str, str]) -> str:
+    """The wording for a language family, English otherwise."""
+    return wordings.get(language.split("-")[0], wordings["en"])
 
 
 def words(text: str) -> set[str]:
@@ -96,16 +120,17 @@ class Desk:
 
 def desks_for(answers: dict[str, Any]) -> list[Desk]:
     """One desk per specialist category of the brand's (resolved) answers."""
+    language = answers.get("language", "en-US")
     found = []
     for category, details in (answers.get("categories") or {}).items():
         label = (details or {}).get("label") or camel_words(category)
         own = words(category) | words(label)
         keywords = set(own)
-        answer = f"Our {label} team has your question and will follow up by email within one business day."
+        answer = _in(language, _GENERIC).replace("{label}", label)
         for topic, canned in _TOPICS:
             if own & topic:
                 keywords |= topic
-                answer = canned
+                answer = _in(language, canned)
                 break
         found.append(Desk(category, label, frozenset(keywords), answer))
     return found
@@ -127,6 +152,7 @@ class Router:
 
     def __init__(self, answers: dict[str, Any]) -> None:
         self.desks = desks_for(answers)
+        self.greeting = _in(answers.get("language", "en-US"), _GREETING)
         general = list(answers.get("general_categories") or [])
         self.general_category = general[0] if general else None
 
@@ -144,7 +170,7 @@ class Router:
         best = max(self.desks, key=lambda desk: len(desk.keywords & said), default=None)
         if best is not None and best.keywords & said:
             return Decision(body={"response": best.answer, "category": best.category})
-        return Decision(body={"response": _GREETING, "category": self.general_category})
+        return Decision(body={"response": self.greeting, "category": self.general_category})
 
     def _answer_as(self, category: str) -> Decision:
         """An answer routed to `category` whatever the message says (for tests and demos)."""

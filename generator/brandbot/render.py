@@ -8,6 +8,7 @@ from typing import Any
 
 import copier
 
+from .assets import check_assets, install_assets
 from .paths import template_root
 from .validation import Problem, validate_answers
 
@@ -20,13 +21,16 @@ class InvalidBrand(Exception):
         super().__init__("; ".join(str(problem) for problem in problems))
 
 
-def render_brand(answers: dict[str, Any], destination: Path, *, overwrite: bool = False) -> Path:
-    """Validate the answers, then render the project into `destination` (no prompts, no tasks).
+def render_brand(answers: dict[str, Any], destination: Path, *, base_dir: Path | None = None,
+                 overwrite: bool = False) -> Path:
+    """Validate the answers, render the project into `destination`, then copy the brand's files.
 
+    `base_dir` is the brand file's folder, against which logo, favicon and CSS paths resolve.
     The template is read from the working tree as it is, uncommitted edits included, so a
     developer sees their change at once; `copier copy` from a git URL uses the tagged release.
     """
-    problems = validate_answers(answers)
+    base_dir = base_dir or Path.cwd()
+    problems = validate_answers(answers) + check_assets(answers, base_dir)
     if problems:
         raise InvalidBrand(problems)
     with warnings.catch_warnings():
@@ -41,4 +45,5 @@ def render_brand(answers: dict[str, Any], destination: Path, *, overwrite: bool 
             unsafe=False,
             vcs_ref="HEAD",
         )
+    install_assets(answers, base_dir, destination)
     return destination

@@ -30,6 +30,7 @@ class Question:
     type: str
     default: Any
     validator: str
+    choices: tuple[Any, ...] | None
     computed: bool  # `when: false`: never asked, never stored
 
 
@@ -62,6 +63,7 @@ def questions() -> tuple[Question, ...]:
                 type=details.get("type", "str"),
                 default=details.get("default", _MISSING),
                 validator=details.get("validator", ""),
+                choices=tuple(details["choices"]) if "choices" in details else None,
                 computed=details.get("when") is False,
             )
         )
@@ -98,6 +100,9 @@ def validate_answers(answers: dict[str, Any]) -> list[Problem]:
                 context[question.name] = None
                 continue
             context[question.name] = value
+            if question.choices is not None and value not in question.choices:
+                problems.append(Problem(question.name, f"must be one of {', '.join(map(str, question.choices))}"))
+                continue
             message = _render(question.validator, context)
             if message:
                 problems.append(Problem(question.name, _strip_name(message, question.name)))

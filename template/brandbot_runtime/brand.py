@@ -42,6 +42,15 @@ class Texts(BaseModel):
         return self.specialist_transition.replace("{label}", label)
 
 
+class Starter(BaseModel):
+    """A suggested question: a button under the welcome message that sends `message`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    label: str = Field(min_length=1)
+    message: str = Field(min_length=1)
+
+
 class Category(BaseModel):
     """A specialist category; without a label, one is derived from its id."""
 
@@ -60,6 +69,8 @@ class Brand(BaseModel):
     bot_name: str = Field(min_length=1)
     bot_role: str = Field(min_length=1)
     welcome_message: str = Field(min_length=1)
+    language: str = Field(min_length=2)
+    starters: tuple[Starter, ...]
     auth_header: str = Field(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
     categories: dict[str, Category]
     general_categories: frozenset[str]

@@ -20,6 +20,7 @@ from .settings import ConfigurationError, Settings, current_settings
 log = logging.getLogger("brandbot")
 
 _HISTORY_KEY = "brandbot_history"
+STARTER_ACTION = "starter"
 _client: MiddlewareClient | None = None
 
 
@@ -54,7 +55,27 @@ async def start() -> None:
         await cl.Message(content=brand.texts.error_configuration, author=brand.bot_name).send()
         return
     cl.user_session.set(_HISTORY_KEY, History(settings.history_max_turns))
-    await cl.Message(content=brand.welcome_message, author=settings.bot_name).send()
+    starters = [
+        cl.Action(name=STARTER_ACTION, payload={"index": index}, label=starter.label, tooltip=starter.message)
+        for index, starter in enumerate(brand.starters)
+    ]
+    await cl.Message(content=brand.welcome_message, author=settings.bot_name, actions=starters).send()
+
+
+async def run_starter(payload: dict[str, object]) -> None:
+    """A starter button was clicked: show its message as the customer's, then answer it.
+
+    The payload only names a starter by position, so a crafted request cannot make the bot
+    send text of its choosing.
+    """
+    starters = load_brand().starters
+    index = payload.get("index")
+    if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(starters):
+        log.warning("chat %s: ignored an unknown starter %r", _session_id(), index)
+        return
+    message = starters[index].message
+    await cl.Message(content=message, author="User", type="user_message").send()
+    await reply(message)
 
 
 async def reply(text: str) -> None:

@@ -20,6 +20,7 @@ class Shown:
 
     id: str
     author: str
+    type: str
     contents: list[str] = field(default_factory=list)
 
     @property
@@ -35,9 +36,14 @@ class RecordingEmitter(BaseChainlitEmitter):
         super().__init__(session)
         self.messages: dict[str, Shown] = {}
         self.events: list[tuple[str, str]] = []
+        self.actions: list[dict] = []
+
+    async def emit(self, event, data):  # type: ignore[no-untyped-def]
+        if event == "action":
+            self.actions.append(dict(data))
 
     async def send_step(self, step_dict):  # type: ignore[no-untyped-def]
-        shown = Shown(id=step_dict["id"], author=step_dict.get("name", ""))
+        shown = Shown(id=step_dict["id"], author=step_dict.get("name", ""), type=step_dict.get("type", ""))
         shown.contents.append(step_dict["output"])
         self.messages[shown.id] = shown
         self.events.append(("send", step_dict["output"]))
@@ -79,6 +85,13 @@ class ChatHarness:
         new = list(emitter.messages.values())[before:]
         assert len(new) == 1, f"expected one bot message, got {[m.contents for m in new]}"
         return new[0]
+
+    async def click_starter(self, payload: dict) -> list[Shown]:
+        """Click a starter button (as Chainlit's action callback would); returns the new messages."""
+        emitter = self._enter()
+        before = len(emitter.messages)
+        await app.on_starter(cl.Action(name="starter", payload=payload))
+        return list(emitter.messages.values())[before:]
 
     def close(self) -> None:
         """Forget the session's user data so tests cannot leak history into each other."""

@@ -22,6 +22,40 @@ async def test_chat_starts_with_the_welcome_message(configure, middleware, sessi
     assert welcome.author == "Override Name"
 
 
+async def test_each_starter_is_a_button_under_the_welcome(configure, middleware, session: ChatHarness,
+                                                           brand: Brand) -> None:
+    configure(middleware.url)
+    welcome = await session.start()
+    assert session.emitter is not None
+    buttons = [action for action in session.emitter.actions if action["forId"] == welcome.id]
+    assert [(action["label"], action["payload"]) for action in buttons] == [
+        (starter.label, {"index": index}) for index, starter in enumerate(brand.starters)]
+
+
+async def test_clicking_a_starter_sends_its_message_and_answers_it(configure, middleware, session: ChatHarness,
+                                                                  brand: Brand) -> None:
+    configure(middleware.url)
+    await session.start()
+    if not brand.starters:  # this brand has none: a click on a first starter does nothing
+        assert await session.click_starter({"index": 0}) == []
+        return
+    message = brand.starters[-1].message
+    shown = await session.click_starter({"index": len(brand.starters) - 1})
+    assert [(item.type, item.final) for item in shown] == [("user_message", message),
+                                                           ("assistant_message", f"You said: {message}")]
+    assert middleware.requests[-1].json["message"] == message
+
+
+@pytest.mark.parametrize("payload", [{}, {"index": -1}, {"index": 99}, {"index": "0"}, {"index": True},
+                                     {"message": "send this text instead"}])
+async def test_a_forged_starter_click_sends_nothing(configure, middleware, session: ChatHarness,
+                                                   payload: dict) -> None:
+    configure(middleware.url)
+    await session.start()
+    assert await session.click_starter(payload) == []
+    assert middleware.requests == []
+
+
 async def test_a_general_answer_replaces_thinking_at_once(configure, middleware, session, brand) -> None:
     configure(middleware.url)
     await session.start()

@@ -1,0 +1,69 @@
+"""Driving a bot in a real browser: Debian's Chromium under Playwright.
+
+Playwright cannot download its own browser on these machines, so it launches the system
+Chromium with flags that keep it off the (closed) network.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+class BrowserMissing(RuntimeError):
+    """No Chromium to drive; the message says how to install it."""
+
+
+def chromium_path() -> Path:
+    """The system Chromium (CHROMIUM_PATH overrides), or BrowserMissing."""
+    for candidate in (os.environ.get("CHROMIUM_PATH"), "/usr/bin/chromium", shutil.which("chromium"),
+                      shutil.which("chromium-browser")):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    raise BrowserMissing("Chromium not found: install Debian's package (apt-get install -y chromium) "
+                         "or set CHROMIUM_PATH")
+
+
+@contextmanager
+def chromium() -> Iterator[Any]:
+    """A headless Chromium browser, closed on exit."""
+    from playwright.sync_api import sync_playwright
+
+    executable = chromium_path()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(executable), args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def send(page: Any, text: str) -> None:
+    """Type a message into Chainlit's composer and press Enter, as a customer would."""
+    composer = page.locator("#chat-input")
+    composer.click()
+    page.keyboard.type(text)
+    page.keyboard.press("Enter")
+
+
+def wait_until_idle(page: Any, timeout_ms: float = 30_000) -> None:
+    """Wait until the bot has finished answering (the stop button turns back into send)."""
+    page.locator("#chat-submit").wait_for(state="visible", timeout=timeout_ms)
+    page.wait_for_function("() => !document.querySelector('#stop-button')", timeout=timeout_ms)
+
+
+def message_texts(page: Any) -> list[tuple[str, str]]:
+    """(type, visible text) of every step shown, in order."""
+    return page.evaluate(
+        "() => [...document.querySelectorAll('[data-step-type]')]"
+        ".map(node => [node.getAttribute('data-step-type'), node.innerText])"
+    )

@@ -1,0 +1,62 @@
+// Accessibility fixes for Chainlit's interface, copied verbatim into every brandbot project.
+// Chainlit 2.12 leaves some icon buttons without an accessible name and the page without a
+// language, a main landmark or a heading; this names them with Chainlit's own translations.
+(function () {
+  "use strict";
+  var script = document.currentScript;
+  var language = (script && script.dataset.language) || "en-US";
+  var names = {
+    "#new-chat-button": ["navigation", "newChat", "button"],
+    "#chat-submit": ["chat", "input", "actions", "send"],
+    "#stop-button": ["chat", "input", "actions", "stop"],
+    ".step button": ["chat", "messages", "actions", "copy", "button"],
+  };
+  var fallback = {
+    "#new-chat-button": "New Chat",
+    "#chat-submit": "Send message",
+    "#stop-button": "Stop Task",
+    ".step button": "Copy to clipboard",
+  };
+  var translation = null;
+
+  function lookup(path) {
+    var node = translation;
+    for (var i = 0; node && i < path.length; i++) node = node[path[i]];
+    return typeof node === "string" ? node : null;
+  }
+
+  function hasName(element) {
+    return element.getAttribute("aria-label") || element.getAttribute("aria-labelledby") ||
+      element.textContent.trim() || element.getAttribute("title");
+  }
+
+  function improve() {
+    var root = document.documentElement;
+    if (root.lang !== language) root.lang = language;
+    var app = document.getElementById("root");
+    if (app && !app.getAttribute("role")) app.setAttribute("role", "main");
+    if (app && !document.querySelector("h1")) {
+      var heading = document.createElement("h1");
+      heading.textContent = document.title;
+      heading.className = "sr-only";
+      heading.style.cssText = "position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0,0,0,0)";
+      app.insertBefore(heading, app.firstChild);
+    }
+    Object.keys(names).forEach(function (selector) {
+      document.querySelectorAll(selector).forEach(function (button) {
+        if (!hasName(button)) button.setAttribute("aria-label", lookup(names[selector]) || fallback[selector]);
+      });
+    });
+  }
+
+  function start() {
+    improve();
+    new MutationObserver(improve).observe(document.body, { childList: true, subtree: true });
+  }
+
+  fetch("/project/translations?language=" + encodeURIComponent(language))
+    .then(function (response) { return response.ok ? response.json() : null; })
+    .then(function (data) { translation = data && data.translation; improve(); })
+    .catch(function () {});
+  if (document.body) start(); else document.addEventListener("DOMContentLoaded", start);
+})();

@@ -1,0 +1,159 @@
+"""What a customer sees, in a real browser (Debian's Chromium via Playwright), for every example brand."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import tomllib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Page, expect
+
+from brandbot.browser import BrowserMissing, chromium, send
+from brandbot.processes import Service, free_port, start_app, start_middleware
+
+from .conftest import EXAMPLES, IN_CI, example_id
+
+LATENCY_MS = 700  # long enough to see "Thinking..."
+TRANSITION_SECONDS = "1.2"  # long enough to see the specialist status
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """One Chromium for the whole run; a missing browser fails in CI and skips elsewhere."""
+    try:
+        with chromium() as launched:
+            yield launched
+    except BrowserMissing as error:
+        if IN_CI:
+            pytest.fail(str(error))
+        pytest.skip(str(error))
+
+
+@dataclass
+class LiveBot:
+    project: Path
+    brand: dict
+    theme: dict
+    secret: str
+    middleware_port: int
+    log_dir: Path
+    app: Service
+    middleware: Service
+
+    def restart_middleware(self) -> None:
+        self.middleware = start_middleware(self.project / "brand.toml", port=self.middleware_port, secret=self.secret,
+                                           log_dir=self.log_dir / "again", latency_ms=LATENCY_MS)
+
+
+@pytest.fixture(scope="module", params=EXAMPLES, ids=example_id)
+def bot(request: pytest.FixtureRequest, rendered: Callable[[Path], Path],
+        tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBot]:
+    project = rendered(request.param)
+    secret = "browser-" + secrets.token_hex(12)
+    log_dir = tmp_path_factory.mktemp("browser-logs")
+    port = free_port()
+    middleware = start_middleware(project / "brand.toml", port=port, secret=secret, log_dir=log_dir,
+                                  latency_ms=LATENCY_MS)
+    try:
+        app = start_app(project, port=free_port(), middleware_url=f"{middleware.base_url}/chat", secret=secret,
+                        log_dir=log_dir, extra_env={"TRANSITION_DELAY_SECONDS": TRANSITION_SECONDS,
+                                                    "REQUEST_TIMEOUT_SECONDS": "5"})
+    except BaseException:
+        middleware.stop()
+        raise
+    live = LiveBot(project, tomllib.loads((project / "brand.toml").read_text(encoding="utf-8")),
+                   json.loads((project / "public/theme.json").read_text(encoding="utf-8")), secret, port, log_dir, app,
+                   middleware)
+    yield live
+    app.stop()
+    live.middleware.stop()
+
+
+@pytest.fixture
+def page(browser: Any, bot: LiveBot) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1100, "height": 800}, locale="en-US")
+    page = context.new_page()
+    page.goto(bot.app.base_url)
+    expect(page.locator('[data-step-type="assistant_message"]').first).to_be_visible(timeout=20_000)
+    yield page
+    context.close()
+
+
+def first_line(markdown: str) -> str:
+    """The first line of a markdown text as the page shows it (emphasis markers removed)."""
+    return markdown.splitlines()[0].replace("**", "").strip()
+
+
+def test_title_logo_and_colour_are_the_brands(page: Page, bot: LiveBot) -> None:
+    assert page.title() == bot.brand["brand_name"]
+    default_theme = tomllib.loads((bot.project / ".chainlit/config.toml").read_text(encoding="utf-8"))["UI"][
+        "default_theme"]
+    expected = bot.theme["variables"][default_theme]["--primary"]
+    assert page.evaluate("getComputedStyle(document.documentElement).getPropertyValue('--primary')").strip() == expected
+    logo = next((bot.project / "public").glob("logo_light.*"))
+    assert httpx.get(f"{bot.app.base_url}/logo?theme=light", timeout=5).content == logo.read_bytes()
+    favicon = next((bot.project / "public").glob("favicon.*"))
+    avatar = page.locator('img[alt^="Avatar for"]').first
+    expect(avatar).to_be_visible()
+    assert avatar.evaluate("image => image.complete && image.naturalWidth > 0")
+    assert httpx.get(bot.app.base_url + avatar.get_attribute("src"), timeout=5).content == favicon.read_bytes()
+
+
+def test_welcome_and_starters_are_visible_and_a_starter_sends_its_message(page: Page, bot: LiveBot) -> None:
+    expect(page.get_by_text(first_line(bot.brand["welcome_message"]), exact=False).first).to_be_visible()
+    for starter in bot.brand["starters"]:
+        expect(page.get_by_role("button", name=starter["label"], exact=True)).to_be_visible()
+    if not bot.brand["starters"]:
+        return
+    starter = bot.brand["starters"][0]
+    page.get_by_role("button", name=starter["label"], exact=True).click()
+    expect(page.locator('[data-step-type="user_message"]').filter(has_text=starter["message"])).to_be_visible()
+    answers = page.locator('[data-step-type="assistant_message"]')
+    expect(answers).to_have_count(2, timeout=20_000)
+    expect(answers.last).not_to_have_text(bot.brand["texts"]["thinking"], timeout=20_000)
+
+
+def test_thinking_then_the_specialist_then_the_answer(page: Page, bot: LiveBot) -> None:
+    texts = bot.brand["texts"]
+    category, details = next(iter(bot.brand["categories"].items()))
+    label = details.get("label") or category
+    send(page, f"simulate category {category}: I need help")
+    expect(page.get_by_text(texts["thinking"], exact=True)).to_be_visible(timeout=5_000)
+    specialist = texts["specialist_transition"].replace("{label}", label)
+    expect(page.get_by_text(specialist, exact=True)).to_be_visible(timeout=5_000)
+    last = page.locator('[data-step-type="assistant_message"]').last
+    expect(last).not_to_have_text(specialist, timeout=10_000)
+    assert last.inner_text().strip() not in texts.values()
+
+
+def test_a_stopped_middleware_shows_the_connection_error_and_the_chat_recovers(page: Page, bot: LiveBot) -> None:
+    texts = bot.brand["texts"]
+    bot.middleware.stop()
+    try:
+        send(page, "Hello?")
+        expect(page.get_by_text(texts["error_connection"], exact=True)).to_be_visible(timeout=10_000)
+    finally:
+        bot.restart_middleware()
+    send(page, "Hello again")
+    answers = page.locator('[data-step-type="assistant_message"]')
+    expect(answers).to_have_count(3, timeout=10_000)
+    expect(answers.last).to_contain_text("middleware", timeout=10_000)
+
+
+def test_no_serious_or_critical_accessibility_violation(page: Page, bot: LiveBot) -> None:
+    from axe_playwright_python.sync_playwright import Axe
+
+    send(page, "Hello!")
+    expect(page.locator('[data-step-type="assistant_message"]')).to_have_count(2, timeout=10_000)
+    expect(page.locator('[data-step-type="assistant_message"]').last).to_contain_text("middleware", timeout=10_000)
+    results = Axe().run(page)
+    violations = results.response["violations"]
+    serious = [(v["id"], v["impact"], [node["target"] for node in v["nodes"]][:3]) for v in violations
+               if v["impact"] in {"serious", "critical"}]
+    assert serious == [], serious
