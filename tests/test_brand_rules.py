@@ -105,7 +105,7 @@ def test_a_missing_required_answer_is_named(tmp_path: Path) -> None:
 
 
 def test_default_theme_is_light_or_dark(tmp_path: Path) -> None:
-    with pytest.raises(Exception, match="default_theme"):  # noqa: B017, PT011
+    with pytest.raises(Exception, match="default_theme"):
         render_with(tmp_path, {**GOOD, "default_theme": "sepia"})
     assert [str(problem) for problem in validate_answers({**GOOD, "default_theme": "sepia"})] == [
         "default_theme: must be one of light, dark"]
