@@ -23,9 +23,10 @@ LATENCY_MS = 700  # long enough to see "Thinking..."
 TRANSITION_SECONDS = "1.2"  # long enough to see the specialist status
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """One Chromium for the whole run; a missing browser fails in CI and skips elsewhere."""
+    """One Chromium for this module (Playwright's sync API holds an event loop while it runs, which
+    must be gone before other modules use asyncio); a missing browser fails in CI, skips elsewhere."""
     try:
         with chromium() as launched:
             yield launched
