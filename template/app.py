@@ -9,6 +9,12 @@ import chainlit as cl
 from brandbot_runtime import chat
 
 
+@cl.on_app_startup
+def on_app_startup() -> None:
+    """Check the configuration and protect the logs before the first customer arrives."""
+    chat.startup()
+
+
 @cl.on_chat_start
 async def on_chat_start() -> None:
     """Greet the customer, or explain that the bot is not configured."""
@@ -19,6 +25,12 @@ async def on_chat_start() -> None:
 async def on_starter(action: cl.Action) -> None:
     """A suggested question under the welcome message was clicked."""
     await chat.run_starter(action.payload)
+
+
+@cl.action_callback(chat.RETRY_ACTION)
+async def on_retry(action: cl.Action) -> None:
+    """"Try again" under a failed answer was clicked."""
+    await chat.run_retry(action.payload)
 
 
 @cl.on_message

@@ -9,11 +9,13 @@ import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from brandbot.chat_client import ChainlitChat, transcript
 from brandbot.processes import Service, free_port, start_app, start_middleware
+from brandbot.project import runtime_module
 
 from .conftest import EXAMPLES, HOSTILE, rendered_files
 
@@ -27,6 +29,7 @@ class RunningBot:
     project: Path
     brand_file: Path
     brand: dict
+    display: Any  # the project's own display module
     secret: str
     middleware_port: int
     app: Service
@@ -56,7 +59,8 @@ def bot(request: pytest.FixtureRequest, rendered: Callable[[Path], Path],
         middleware.stop()
         raise
     brand = tomllib.loads((project / "brand.toml").read_text(encoding="utf-8"))
-    running = RunningBot(project, brand_file, brand, secret, port, app, middleware, log_dir)
+    running = RunningBot(project, brand_file, brand, runtime_module(project, "display"), secret, port, app,
+                         middleware, log_dir)
     yield running
     assert app.stop() == 0, "chainlit did not stop cleanly on SIGINT"
     running.middleware.stop()
@@ -74,8 +78,9 @@ def run(coroutine):  # type: ignore[no-untyped-def]
     return asyncio.run(coroutine)
 
 
-def specialist_text(brand: dict, category: str) -> str:
-    return brand["texts"]["specialist_transition"].replace("{label}", brand["categories"][category]["label"])
+def specialist_text(bot: RunningBot, category: str) -> str:
+    label = bot.brand["categories"][category]["label"]
+    return bot.display.plain(bot.brand["texts"]["specialist_transition"].replace("{label}", label))
 
 
 def test_the_welcome_message_arrives_verbatim(bot: RunningBot) -> None:
@@ -83,7 +88,7 @@ def test_the_welcome_message_arrives_verbatim(bot: RunningBot) -> None:
         async with ChainlitChat(bot.app.base_url) as chat:
             return await chat.welcome()
 
-    assert run(scenario()) == [bot.brand["welcome_message"]]
+    assert run(scenario()) == [bot.display.as_sent(bot.brand["welcome_message"])]
 
 
 def test_general_and_specialist_answers(bot: RunningBot) -> None:
@@ -95,16 +100,16 @@ def test_general_and_specialist_answers(bot: RunningBot) -> None:
             return general, specialist
 
     general, specialist = run(scenario())
-    thinking = bot.brand["texts"]["thinking"]
+    thinking = bot.display.plain(bot.brand["texts"]["thinking"])
     assert general.messages == [[thinking, general.final]]
     assert "reference middleware" in general.final
-    assert specialist.shown[:2] == [thinking, specialist_text(bot.brand, "OrderTracking")]
+    assert specialist.shown[:2] == [thinking, specialist_text(bot, "OrderTracking")]
     assert "order" in specialist.final.lower()
     assert specialist.seconds >= 0.3
 
 
 def test_each_failure_is_explained_and_the_chat_recovers(bot: RunningBot) -> None:
-    texts = bot.brand["texts"]
+    texts = {key: bot.display.plain(value) for key, value in bot.brand["texts"].items()}
 
     async def scenario() -> list:
         async with ChainlitChat(bot.app.base_url) as chat:
@@ -133,7 +138,7 @@ def test_a_stopped_middleware_is_a_connection_error_then_the_chat_recovers(bot: 
             return before, refused, after, chat.events
 
     before, refused, after, events = run(scenario())
-    assert refused.final == bot.brand["texts"]["error_connection"]
+    assert refused.final == bot.display.plain(bot.brand["texts"]["error_connection"])
     assert after.final == before.final
     assert bot.secret not in transcript(events)
 

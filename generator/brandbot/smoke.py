@@ -10,6 +10,7 @@ are read from the project's own brand.toml.
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 import tempfile
 import time
@@ -20,7 +21,7 @@ from typing import Any
 
 from .chat_client import ChainlitChat, transcript
 from .processes import Service, free_port, start_app, start_middleware
-from .project import load_brand
+from .project import load_brand, runtime_module
 
 
 @dataclass
@@ -39,6 +40,7 @@ class SmokeRun:
 
     project: Path
     brand: Any  # the project's own runtime Brand
+    display: Any  # the project's own display module: what the customer's browser is sent
     secret: str
     middleware_port: int
     log_dir: Path
@@ -60,7 +62,8 @@ def run_smoke(project: Path, *, request_timeout: float = 2.0, log_dir: Path | No
     """Run every check; processes are stopped whatever happens (Ctrl-C included)."""
     brand = load_brand(project)
     log_dir = log_dir or Path(tempfile.mkdtemp(prefix="brandbot-smoke-"))
-    run = SmokeRun(project, brand, "smoke-" + secrets.token_urlsafe(24), free_port(), log_dir)
+    run = SmokeRun(project, brand, runtime_module(project, "display"), "smoke-" + secrets.token_urlsafe(24),
+                   free_port(), log_dir)
     checks: list[Check] = []
     try:
         run.start_middleware()
@@ -86,8 +89,8 @@ def _record(checks: list[Check], on_check: Callable[[Check], None] | None, check
 
 
 async def _converse(run: SmokeRun, checks: list[Check], on_check: Callable[[Check], None] | None) -> None:
-    brand, texts = run.brand, run.brand.texts
-    own_texts = set(texts.model_dump().values())
+    brand, texts, plain = run.brand, run.brand.texts, run.display.plain
+    own_texts = {plain(text) for text in texts.model_dump().values()}
     assert run.app is not None
 
     async with ChainlitChat(run.app.base_url, timeout=30) as chat:
@@ -101,25 +104,25 @@ async def _converse(run: SmokeRun, checks: list[Check], on_check: Callable[[Chec
 
         async def welcome() -> tuple[bool, str]:
             shown = await chat.welcome()
-            return shown == [brand.welcome_message], _short(shown)
+            return shown == [run.display.as_sent(brand.welcome_message)], _short(shown)
 
         async def general() -> tuple[bool, str]:
             exchange = await chat.send("Hello!")
-            ok = exchange.shown[:1] == [texts.thinking] and len(exchange.shown) == 2
+            ok = exchange.shown[:1] == [plain(texts.thinking)] and len(exchange.shown) == 2
             return ok and exchange.final not in own_texts, _short(exchange.final)
 
         def specialist(category: str) -> Callable[[], Awaitable[tuple[bool, str]]]:
             async def step() -> tuple[bool, str]:
                 label = brand.specialist_label(category)
                 exchange = await chat.send(f"simulate category {category}: I have a question about {label}")
-                expected = [texts.thinking, texts.specialist(label)]
+                expected = [plain(texts.thinking), plain(texts.specialist(label))]
                 return exchange.shown[:2] == expected and len(exchange.shown) == 3, _short(exchange.shown[1:])
             return step
 
         def failure(message: str, text_id: str) -> Callable[[], Awaitable[tuple[bool, str]]]:
             async def step() -> tuple[bool, str]:
                 exchange = await chat.send(message)
-                return exchange.final == getattr(texts, text_id), _short(exchange.final)
+                return exchange.final == plain(getattr(texts, text_id)), _short(exchange.final)
             return step
 
         async def recovered() -> tuple[bool, str]:
@@ -131,7 +134,7 @@ async def _converse(run: SmokeRun, checks: list[Check], on_check: Callable[[Chec
             run.middleware.stop()
             exchange = await chat.send("Is anyone there?")
             await asyncio.to_thread(run.start_middleware)
-            return exchange.final == texts.error_connection, _short(exchange.final)
+            return exchange.final == plain(texts.error_connection), _short(exchange.final)
 
         await check("welcome", welcome)
         await check("general answer", general)
@@ -152,6 +155,7 @@ async def _converse(run: SmokeRun, checks: list[Check], on_check: Callable[[Chec
 
 
 def _short(value: object, limit: int = 70) -> str:
+    """A one-line excerpt of what was shown, with markdown's backslash escapes taken out."""
     text = value if isinstance(value, str) else " | ".join(map(str, value)) if isinstance(value, list) else str(value)
-    text = " ".join(text.split())
+    text = " ".join(re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"

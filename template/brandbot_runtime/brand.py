@@ -36,10 +36,23 @@ class Texts(BaseModel):
     error_timeout: str
     error_connection: str
     error_unexpected_answer: str
+    error_rejected: str
+    error_unavailable: str
+    error_rate_limited: str
+    error_rate_limited_retry: str
+    error_internal: str
+    retry: str
 
     def specialist(self, label: str) -> str:
         """The transition status for a specialist; `{label}` is the only placeholder."""
         return self.specialist_transition.replace("{label}", label)
+
+    def render(self, text_id: str, values: dict[str, str]) -> str:
+        """A text with its `{name}` placeholders filled; any other brace stays as written."""
+        text: str = getattr(self, text_id)
+        for name, value in values.items():
+            text = text.replace("{" + name + "}", value)
+        return text
 
 
 class Starter(BaseModel):

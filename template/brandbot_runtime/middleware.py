@@ -11,9 +11,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 import httpx
 
@@ -32,22 +35,60 @@ class Reply:
 
 
 class MiddlewareError(Exception):
-    """The middleware gave no usable answer. `text_id` names the brand text to show the customer.
+    """The middleware gave no usable answer.
 
-    The message is for the operator's log: it never holds the secret or the customer's words.
+    `text_id` names the brand text the customer sees; `values` fill its placeholders; `level`
+    is how loudly to log it (ERROR for problems only the operator can fix). The message is for
+    the operator's log: it never holds the secret, the customer's words or the middleware's body.
     """
 
-    text_id: ClassVar[str] = "error_service_unavailable"
+    text_id: str = "error_service_unavailable"
+    level: int = logging.WARNING
+    values: dict[str, str]
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.values = {}
 
 
 class MiddlewareStatusError(MiddlewareError):
-    """The middleware answered with an HTTP error status."""
+    """The middleware answered with an HTTP status other than 200."""
 
-    text_id = "error_service_unavailable"
-
-    def __init__(self, status: int) -> None:
+    def __init__(self, status: int, retry_after: int | None = None) -> None:
+        text_id, level, hint = _status_meaning(status)
+        super().__init__(f"middleware answered HTTP {status}{hint}")
         self.status = status
-        super().__init__(f"middleware answered HTTP {status}")
+        self.text_id = text_id
+        self.level = level
+        self.retry_after = retry_after
+        if status == 429 and retry_after is not None:
+            self.text_id = "error_rate_limited_retry"
+            self.values = {"seconds": str(retry_after)}
+
+
+# status -> (text the customer sees, log level, what the operator should do)
+_STATUS_MEANING: dict[int, tuple[str, int, str]] = {
+    400: ("error_rejected", logging.WARNING, " (the middleware refused this request)"),
+    401: ("error_unavailable", logging.ERROR, ": the middleware refused the secret; check BACKEND_API_SECRET and "
+                                              "the brand's auth_header"),
+    403: ("error_unavailable", logging.ERROR, ": the middleware refused the secret; check BACKEND_API_SECRET and "
+                                              "the brand's auth_header"),
+    404: ("error_unavailable", logging.ERROR, ": no chat endpoint there; check BACKEND_API_URL"),
+    422: ("error_rejected", logging.WARNING, " (the middleware refused this request)"),
+    429: ("error_rate_limited", logging.WARNING, " (rate limited)"),
+    500: ("error_service_unavailable", logging.WARNING, ""),
+    504: ("error_timeout", logging.WARNING, " (the middleware's own upstream timed out)"),
+}
+
+
+def _status_meaning(status: int) -> tuple[str, int, str]:
+    if status in _STATUS_MEANING:
+        return _STATUS_MEANING[status]
+    if 200 <= status < 300:
+        return "error_unexpected_answer", logging.WARNING, ": the contract answers with 200"
+    if 300 <= status < 400:
+        return "error_unavailable", logging.ERROR, ": a redirect; set BACKEND_API_URL to the final address"
+    return _STATUS_MEANING[500 if status >= 500 else 400]
 
 
 class MiddlewareTimeout(MiddlewareError):
@@ -66,6 +107,24 @@ class UnexpectedAnswer(MiddlewareError):
     """A 200 whose body is not the contract's JSON object with a string `response`."""
 
     text_id = "error_unexpected_answer"
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> int | None:
+    """Seconds to wait from a Retry-After header (delay-seconds or an HTTP date), 1 to 3600."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        seconds = int(value)
+    else:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = math.ceil((when - (now or datetime.now(UTC))).total_seconds())
+    return min(max(seconds, 1), 3600)
 
 
 class MiddlewareClient:
@@ -103,14 +162,15 @@ class MiddlewareClient:
             async with asyncio.timeout(self._timeout_seconds):
                 async with self._http.stream("POST", self._url, json=payload) as response:
                     if response.status_code != 200:
-                        raise MiddlewareStatusError(response.status_code)
+                        raise MiddlewareStatusError(
+                            response.status_code, retry_after_seconds(response.headers.get("retry-after")))
                     body = await self._read_body(response)
         except TimeoutError:
             raise MiddlewareTimeout(f"no complete answer within {self._timeout_seconds:g} s") from None
         except httpx.TimeoutException:
             raise MiddlewareTimeout(f"no complete answer within {self._timeout_seconds:g} s") from None
         except httpx.TransportError as error:
-            raise MiddlewareUnreachable(f"connection failed: {type(error).__name__}") from None
+            raise MiddlewareUnreachable(f"connection failed: {_describe_transport_error(error)}") from None
         return parse_reply(body)
 
     async def _read_body(self, response: httpx.Response) -> bytes:
@@ -132,12 +192,22 @@ class MiddlewareClient:
         await self._http.aclose()
 
 
+def _describe_transport_error(error: httpx.TransportError) -> str:
+    """The kind of failure, without the URL or any request detail."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, socket.gaierror):
+            return "the middleware's host name could not be resolved (DNS); check BACKEND_API_URL"
+        cause = cause.__cause__ or cause.__context__
+    return type(error).__name__
+
+
 def parse_reply(body: bytes) -> Reply:
     """Check a 200 body against the contract: a JSON object with a string `response`."""
     try:
         data = json.loads(body)
     except (UnicodeDecodeError, ValueError):
-        raise UnexpectedAnswer(f"answer is not JSON ({len(body)} bytes)") from None
+        raise UnexpectedAnswer(f"answer is not UTF-8 JSON ({len(body)} bytes)") from None
     if not isinstance(data, dict):
         raise UnexpectedAnswer(f"answer is JSON {type(data).__name__}, not an object")
     response = data.get("response")

@@ -31,13 +31,14 @@ class Settings(BaseSettings):
     )
 
     backend_api_url: HttpUrl
-    backend_api_secret: SecretStr = Field(min_length=1)
+    backend_api_secret: SecretStr = Field(min_length=8)
     bot_name: str = Field(min_length=1, max_length=100)
     bot_role: str = Field(min_length=1, max_length=100)
     request_timeout_seconds: float = Field(gt=0, le=600)
     transition_delay_seconds: float = Field(ge=0, le=10)
     history_max_turns: int = Field(default=20, ge=0, le=1000)
     max_response_bytes: int = Field(default=1_000_000, ge=1024, le=100_000_000)
+    log_level: str = Field(default="INFO", pattern=r"(?i)^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
 
     @classmethod
     def settings_customise_sources(

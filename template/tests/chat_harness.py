@@ -86,12 +86,17 @@ class ChatHarness:
         assert len(new) == 1, f"expected one bot message, got {[m.contents for m in new]}"
         return new[0]
 
-    async def click_starter(self, payload: dict) -> list[Shown]:
-        """Click a starter button (as Chainlit's action callback would); returns the new messages."""
+    async def click(self, action: dict) -> list[Shown]:
+        """Click an action button (as Chainlit's action callback would); returns the new messages."""
         emitter = self._enter()
         before = len(emitter.messages)
-        await app.on_starter(cl.Action(name="starter", payload=payload))
+        callback = {"starter": app.on_starter, "retry": app.on_retry}[action["name"]]
+        await callback(cl.Action(name=action["name"], payload=action["payload"]))
         return list(emitter.messages.values())[before:]
+
+    async def click_starter(self, payload: dict) -> list[Shown]:
+        """Click a starter button with this payload."""
+        return await self.click({"name": "starter", "payload": payload})
 
     def close(self) -> None:
         """Forget the session's user data so tests cannot leak history into each other."""

@@ -42,6 +42,13 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterat
     brand_module.load_brand.cache_clear()
 
 
+@pytest.fixture(autouse=True)
+async def fresh_middleware_client() -> AsyncIterator[None]:
+    """Each test's event loop gets its own pooled client: close the process-wide one after every test."""
+    yield
+    await chat.shutdown()
+
+
 @pytest.fixture
 def brand() -> Brand:
     """This project's brand, as the bot reads it."""
@@ -80,4 +87,3 @@ async def session() -> AsyncIterator[ChatHarness]:
     harness = ChatHarness()
     yield harness
     harness.close()
-    await chat.shutdown()

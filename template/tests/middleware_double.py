@@ -70,10 +70,10 @@ _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden"
             502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
 
 
-def json_reply(payload: Any, status: int = 200, **kwargs: Any) -> Respond:
-    """A JSON answer."""
-    return Respond(status=status, body=json.dumps(payload).encode(), headers={"Content-Type": "application/json"},
-                   **kwargs)
+def json_reply(payload: Any, status: int = 200, headers: dict[str, str] | None = None, **kwargs: Any) -> Respond:
+    """A JSON answer, with any extra headers."""
+    return Respond(status=status, body=json.dumps(payload).encode(),
+                   headers={"Content-Type": "application/json", **(headers or {})}, **kwargs)
 
 
 def echo(request: Request) -> Action:

@@ -6,6 +6,7 @@ import asyncio
 import json
 import socket
 import time
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -18,6 +19,7 @@ from brandbot_runtime.middleware import (
     MiddlewareUnreachable,
     Reply,
     UnexpectedAnswer,
+    retry_after_seconds,
 )
 
 from .conftest import TEST_SECRET
@@ -70,8 +72,13 @@ async def test_a_missing_category_is_none(middleware: MiddlewareDouble) -> None:
         await client.aclose()
 
 
-@pytest.mark.parametrize("status", [400, 401, 404, 429, 500, 502, 503, 504])
-async def test_an_error_status_is_a_status_error(middleware: MiddlewareDouble, status: int) -> None:
+@pytest.mark.parametrize(("status", "text_id"), [
+    (400, "error_rejected"), (401, "error_unavailable"), (403, "error_unavailable"), (404, "error_unavailable"),
+    (409, "error_rejected"), (422, "error_rejected"), (429, "error_rate_limited"), (500, "error_service_unavailable"),
+    (502, "error_service_unavailable"), (503, "error_service_unavailable"), (504, "error_timeout"),
+    (599, "error_service_unavailable"), (201, "error_unexpected_answer"), (301, "error_unavailable"),
+])
+async def test_an_error_status_is_a_status_error(middleware: MiddlewareDouble, status: int, text_id: str) -> None:
     middleware.behave = lambda request: json_reply({"detail": "nope"}, status=status)
     client = make_client(middleware.url)
     try:
@@ -80,7 +87,7 @@ async def test_an_error_status_is_a_status_error(middleware: MiddlewareDouble, s
     finally:
         await client.aclose()
     assert raised.value.status == status
-    assert raised.value.text_id == "error_service_unavailable"
+    assert raised.value.text_id == text_id
 
 
 @pytest.mark.parametrize(
@@ -158,6 +165,19 @@ async def test_an_answer_over_the_size_limit_is_refused(middleware: MiddlewareDo
         assert (await client.ask("y", [])).response == "small again"
     finally:
         await client.aclose()
+
+
+@pytest.mark.parametrize(("header", "seconds"), [
+    ("30", 30), ("0", 1), ("99999", 3600), ("soon", None), (None, None), ("", None),
+    ("Wed, 26 Nov 2036 10:00:00 GMT", 3600), ("Mon, 01 Jan 2001 00:00:00 GMT", 1),
+])
+def test_retry_after_is_read_as_seconds_or_a_date(header: str | None, seconds: int | None) -> None:
+    assert retry_after_seconds(header) == seconds
+
+
+def test_retry_after_date_counts_from_now() -> None:
+    now = datetime(2026, 11, 26, 10, 0, 0, tzinfo=UTC)
+    assert retry_after_seconds("Thu, 26 Nov 2026 10:01:30 GMT", now=now) == 90
 
 
 async def test_the_wire_format_with_respx() -> None:

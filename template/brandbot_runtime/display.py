@@ -1,0 +1,94 @@
+"""Showing texts exactly as they were written, in a chat that renders markdown.
+
+Chainlit 2.12 renders messages with remark-directive, which takes `:name` (a colon before a
+letter) as a directive and drops it: "Ref:QX-77" would show as "Ref". Raw HTML is not rendered
+(unsafe_allow_html stays off) but disappears instead of showing. `as_sent` escapes exactly
+those characters with markdown backslash escapes, outside code, so the customer sees every
+character of a markdown text (the middleware's answers, the welcome) while bold, lists and
+links still work. `plain` escapes every markdown character, for texts that are not markdown
+(labels, the bot's own status and error texts).
+"""
+
+from __future__ import annotations
+
+import re
+
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+_AUTOLINK = re.compile(r"<(?:[A-Za-z][A-Za-z0-9+.-]{1,31}:[^\s<>]*|[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+)>")
+_BARE_URL = re.compile(r"(?:https?://|www\.)[^\s<]*", re.IGNORECASE)
+_ENTITY = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
+
+
+_PUNCTUATION = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
+
+
+def plain(text: str) -> str:
+    """`text` with every ASCII punctuation character escaped, so markdown shows it as it is."""
+    return "".join("\\" + char if char in _PUNCTUATION else char for char in text)
+
+
+def as_sent(markdown: str) -> str:
+    """`markdown` with directive colons, HTML and entities escaped outside code blocks and spans."""
+    out: list[str] = []
+    fence: str | None = None
+    for line in markdown.splitlines(keepends=True):
+        opening = _FENCE.match(line)
+        if fence is not None:
+            out.append(line)
+            if opening and opening.group(1)[0] == fence[0] and len(opening.group(1)) >= len(fence):
+                fence = None
+            continue
+        if opening:
+            fence = opening.group(1)
+            out.append(line)
+            continue
+        out.append(_escape_inline(line))
+    return "".join(out)
+
+
+def _escape_inline(line: str) -> str:
+    """Escape one line, leaving code spans, autolinks and bare URLs as they are."""
+    out: list[str] = []
+    index = 0
+    length = len(line)
+    while index < length:
+        char = line[index]
+        if char == "\\" and index + 1 < length:
+            out.append(line[index:index + 2])  # an escape the author wrote stays as written
+            index += 2
+            continue
+        if char == "`":
+            run = len(line[index:]) - len(line[index:].lstrip("`"))
+            ticks = line[index:index + run]
+            close = line.find(ticks, index + run)
+            while close != -1 and line[close + run:close + run + 1] == "`":
+                close = line.find(ticks, close + run + 1)
+            if close != -1:
+                out.append(line[index:close + run])
+                index = close + run
+                continue
+            out.append(ticks)
+            index += run
+            continue
+        if char in "hHwW" and (index == 0 or not line[index - 1].isalnum()):
+            url = _BARE_URL.match(line, index)
+            if url:
+                out.append(url.group(0))
+                index = url.end()
+                continue
+        if char == "<":
+            link = _AUTOLINK.match(line, index)
+            if link:
+                out.append(link.group(0))
+                index = link.end()
+                continue
+            out.append("\\<")
+        elif char == ":" and index + 1 < length and ((line[index + 1].isascii() and line[index + 1].isalpha())
+                                                      or line[index + 1] in ":{["):
+            out.append("\\:")
+        elif char == "&" and _ENTITY.match(line, index):
+            out.append("\\&")
+        else:
+            out.append(char)
+        index += 1
+    return "".join(out)

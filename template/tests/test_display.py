@@ -1,0 +1,51 @@
+"""Texts reach the customer as written: markdown kept, directive colons, HTML and entities escaped."""
+
+from __future__ import annotations
+
+import pytest
+
+from brandbot_runtime.display import as_sent, plain
+
+
+@pytest.mark.parametrize(
+    ("written", "escaped"),
+    [
+        ("Your parcel Ref:QX-77 is status:shipped", "Your parcel Ref\\:QX-77 is status\\:shipped"),
+        ("Open 9:30 to 17:00, Mon-Fri", "Open 9:30 to 17:00, Mon-Fri"),
+        ("Note: bring ID", "Note: bring ID"),
+        ("**Order:** A1", "**Order:** A1"),
+        ("a::b and :::c", "a\\:\\:b and \\:\\:\\:c"),
+        ("<b>bold</b> & <script>alert(1)</script>", "\\<b>bold\\</b> & \\<script>alert(1)\\</script>"),
+        ("5 < 6 and 7 > 3", "5 \\< 6 and 7 > 3"),
+        ("&amp; and &#169; and &copy;", "\\&amp; and \\&#169; and \\&copy;"),
+        ("Tom & Jerry", "Tom & Jerry"),
+        ("see https://shop.example/order:42 now", "see https://shop.example/order:42 now"),
+        ("https://shop.example/a:b or www.shop.example/x:y", "https://shop.example/a:b or www.shop.example/x:y"),
+        ("what:ever", "what\\:ever"),
+        ("<https://shop.example/a:b> and <help@shop.example>", "<https://shop.example/a:b> and <help@shop.example>"),
+        ("[track](https://t.example/x?id=1)", "[track](https://t.example/x?id=1)"),
+        ("`code a:b <i>` and ``x`y:z``", "`code a:b <i>` and ``x`y:z``"),
+        ("```\nkey:value <tag>\n```\nafter:it", "```\nkey:value <tag>\n```\nafter\\:it"),
+        ("~~~yaml\na:b\n~~~", "~~~yaml\na:b\n~~~"),
+        ("already \\: escaped", "already \\: escaped"),
+        ("- one:two\n- three", "- one\\:two\n- three"),
+        ("unclosed `tick a:b", "unclosed `tick a\\:b"),
+        ("", ""),
+    ],
+)
+def test_as_sent_escapes_only_what_markdown_would_eat(written: str, escaped: str) -> None:
+    assert as_sent(written) == escaped
+
+
+@pytest.mark.parametrize("text", ["Order {{ Tracking }} ${X} %s \"\\\" 📦", "1. not a list", "# not a heading",
+                                  "*not* _emphasis_ [no](link)", "a:b <c> &amp;"])
+def test_plain_escapes_every_markdown_character(text: str) -> None:
+    escaped = plain(text)
+    unescaped, index = [], 0
+    while index < len(escaped):
+        if escaped[index] == "\\":
+            index += 1
+        unescaped.append(escaped[index])
+        index += 1
+    assert "".join(unescaped) == text
+    assert all(escaped[i - 1] == "\\" for i, char in enumerate(escaped) if char in "*_[]#<&:`" and i > 0)

@@ -1,0 +1,70 @@
+"""No log line, at any level and from any library, carries the middleware secret."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import httpx
+import pytest
+
+from brandbot_runtime.log_safety import REDACTED, SecretRedactor, protect_logs
+from brandbot_runtime.middleware import MiddlewareClient
+
+from .conftest import TEST_SECRET
+from .middleware_double import MiddlewareDouble
+
+
+@pytest.fixture
+def captured() -> io.StringIO:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger()
+    previous = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    yield stream
+    root.removeHandler(handler)
+    root.setLevel(previous)
+
+
+def test_the_redactor_covers_message_arguments_and_tracebacks(captured: io.StringIO) -> None:
+    protect_logs(TEST_SECRET, "DEBUG")
+    log = logging.getLogger("anything.at.all")
+    log.debug("header x-secret=%s", TEST_SECRET)
+    try:
+        raise ValueError(f"bad token {TEST_SECRET}")
+    except ValueError:
+        log.exception("failed with %r", {"secret": TEST_SECRET})
+    text = captured.getvalue()
+    assert TEST_SECRET not in text
+    assert text.count(REDACTED) >= 3
+    assert "ValueError" in text
+
+
+async def test_httpx_and_httpcore_debug_logs_never_show_the_secret(captured: io.StringIO,
+                                                                   middleware: MiddlewareDouble) -> None:
+    protect_logs(TEST_SECRET, "DEBUG")
+    assert logging.getLogger("httpcore").isEnabledFor(logging.DEBUG)
+    client = MiddlewareClient(middleware.url, secret=TEST_SECRET, auth_header="x-secret", timeout_seconds=2,
+                              max_response_bytes=100_000)
+    try:
+        await client.ask("hello", [{"role": "user", "content": "hello"}])
+    finally:
+        await client.aclose()
+    text = captured.getvalue()
+    assert "httpcore" in text and "httpx" in text  # the debug logs were really written
+    assert TEST_SECRET not in text
+
+
+def test_a_redactor_ignores_empty_secrets() -> None:
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "plain %s", ("text",), None)
+    assert SecretRedactor([""]).filter(record) and record.getMessage() == "plain text"
+
+
+def test_without_debug_httpx_stays_quiet(captured: io.StringIO) -> None:
+    protect_logs(TEST_SECRET, "INFO")
+    assert not logging.getLogger("httpx").isEnabledFor(logging.INFO)
+    assert logging.getLogger("brandbot").isEnabledFor(logging.INFO)
+    httpx  # noqa: B018 - imported so its loggers exist
