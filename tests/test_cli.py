@@ -33,7 +33,9 @@ def test_new_renders_the_same_project_as_copier_copy(tmp_path: Path) -> None:
     brand_file = REPO / "examples/telecom.yml"
     ours = brandbot("new", str(brand_file), str(tmp_path / "ours"))
     assert ours.returncode == 0, ours.stderr
-    theirs = subprocess.run([sys.executable, "-m", "copier", "copy", "--defaults", "--data-file", str(brand_file),
+    # brandbot renders the checkout it runs from; copier takes the latest tag unless told HEAD.
+    theirs = subprocess.run([sys.executable, "-m", "copier", "copy", "--vcs-ref", "HEAD", "--defaults", "--data-file",
+                             str(brand_file),
                              str(REPO), str(tmp_path / "theirs")], capture_output=True, text=True, timeout=120)
     assert theirs.returncode == 0, theirs.stderr
     comparison = filecmp.dircmp(tmp_path / "ours", tmp_path / "theirs")

@@ -35,8 +35,8 @@ def test_a_broken_bot_fails_the_smoke_test(rendered: Callable[[Path], Path], tmp
     shutil.copytree(rendered(EXAMPLES[0]), project, ignore=shutil.ignore_patterns(".files", "__pycache__"))
     chat = project / "brandbot_runtime" / "chat.py"
     source = chat.read_text(encoding="utf-8")
-    assert "status.content = brand.texts.specialist(label)" in source
-    chat.write_text(source.replace("status.content = brand.texts.specialist(label)", "status.content = 'oops'"),
+    assert "status.content = plain(brand.texts.specialist(label))" in source
+    chat.write_text(source.replace("status.content = plain(brand.texts.specialist(label))", "status.content = 'oops'"),
                     encoding="utf-8")
     result = smoke(project)
     assert result.returncode == 1
