@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from brandbot.brand_file import load_answers
+from brandbot.browser import BrowserMissing, chromium
 from brandbot.paths import examples_dir, template_root
 from brandbot.render import render_brand
 
@@ -19,6 +20,19 @@ DATA = Path(__file__).parent / "data"
 EXAMPLES = sorted(examples_dir().glob("*.yml"))
 HOSTILE = DATA / "hostile.yml"
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One Chromium for this module (Playwright's sync API holds an event loop while it runs, which
+    must be gone before other modules use asyncio); a missing browser fails in CI, skips elsewhere."""
+    try:
+        with chromium() as launched:
+            yield launched
+    except BrowserMissing as error:
+        if IN_CI:
+            pytest.fail(str(error))
+        pytest.skip(str(error))
 
 
 def example_id(path: Path) -> str:

@@ -14,26 +14,13 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from brandbot.browser import BrowserMissing, chromium, send
+from brandbot.browser import send
 from brandbot.processes import Service, free_port, start_app, start_middleware
 
-from .conftest import EXAMPLES, IN_CI, example_id
+from .conftest import EXAMPLES, example_id
 
 LATENCY_MS = 700  # long enough to see "Thinking..."
 TRANSITION_SECONDS = "1.2"  # long enough to see the specialist status
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """One Chromium for this module (Playwright's sync API holds an event loop while it runs, which
-    must be gone before other modules use asyncio); a missing browser fails in CI, skips elsewhere."""
-    try:
-        with chromium() as launched:
-            yield launched
-    except BrowserMissing as error:
-        if IN_CI:
-            pytest.fail(str(error))
-        pytest.skip(str(error))
 
 
 @dataclass
@@ -133,7 +120,7 @@ def test_thinking_then_the_specialist_then_the_answer(page: Page, bot: LiveBot) 
     assert last.inner_text().strip() not in texts.values()
 
 
-def test_a_stopped_middleware_shows_the_connection_error_and_the_chat_recovers(page: Page, bot: LiveBot) -> None:
+def test_a_stopped_middleware_shows_the_connection_error_and_try_again_recovers(page: Page, bot: LiveBot) -> None:
     texts = bot.brand["texts"]
     bot.middleware.stop()
     try:
@@ -141,9 +128,13 @@ def test_a_stopped_middleware_shows_the_connection_error_and_the_chat_recovers(p
         expect(page.get_by_text(texts["error_connection"], exact=True)).to_be_visible(timeout=10_000)
     finally:
         bot.restart_middleware()
-    send(page, "Hello again")
+    page.get_by_role("button", name=texts["retry"], exact=True).click()  # nothing to retype
     answers = page.locator('[data-step-type="assistant_message"]')
     expect(answers).to_have_count(3, timeout=10_000)
+    expect(answers.last).to_contain_text("middleware", timeout=10_000)
+    expect(page.get_by_text(texts["error_connection"], exact=True)).to_be_visible()  # the failure stays on record
+    send(page, "Hello again")
+    expect(answers).to_have_count(4, timeout=10_000)
     expect(answers.last).to_contain_text("middleware", timeout=10_000)
 
 

@@ -19,8 +19,8 @@ MULTI_LINE = ("Welcome message", "Specialist categories", "answered directly", "
 def test_copier_asks_every_question_in_a_terminal(tmp_path: Path) -> None:
     destination = tmp_path / "interactive"
     terminal = {"TERM": "xterm", "PATH": "/usr/bin:/bin", "PROMPT_TOOLKIT_NO_CPR": "1"}
-    child = pexpect.spawn(sys.executable, ["-m", "copier", "copy", "--vcs-ref", "HEAD", str(REPO), str(destination)], encoding="utf-8",
-                          timeout=30, dimensions=(40, 200), env=terminal)
+    command = ["-m", "copier", "copy", "--vcs-ref", "HEAD", str(REPO), str(destination)]
+    child = pexpect.spawn(sys.executable, command, encoding="utf-8", timeout=30, dimensions=(40, 200), env=terminal)
     asked: list[str] = []
     try:
         child.expect("Brand name")
