@@ -35,6 +35,22 @@ def browser() -> Iterator[Any]:
         pytest.skip(str(error))
 
 
+FIGURES: dict[str, list[tuple[int, str]]] = {}
+
+
+def record_figure(name: str, count: int, detail: str) -> None:
+    """Keep a figure (e.g. fuzz examples run) for the summary printed at the end of the run."""
+    FIGURES.setdefault(name, []).append((count, detail))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print the figures the reliability tests measured, for docs/reliability.md."""
+    for name, rows in FIGURES.items():
+        terminalreporter.write_line(f"{name}: {sum(count for count, _ in rows)} in all")
+        for count, detail in rows:
+            terminalreporter.write_line(f"    {count:>5}  {detail}")
+
+
 def example_id(path: Path) -> str:
     return path.stem
 
