@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 lint: setup
-	$(BIN)/ruff check generator tests template
+	$(BIN)/ruff check generator tests template migrations
 
 test: lint
 	$(BIN)/python -m pytest

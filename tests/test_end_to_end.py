@@ -53,7 +53,7 @@ def bot(request: pytest.FixtureRequest, rendered: Callable[[Path], Path],
     middleware = start_middleware(brand_file, port=port, secret=secret, log_dir=log_dir)
     try:
         app = start_app(project, port=free_port(), middleware_url=f"{middleware.base_url}/chat", secret=secret,
-                        log_dir=log_dir, extra_env={"REQUEST_TIMEOUT_SECONDS": "1",
+                        log_dir=log_dir, extra_env={"REQUEST_TIMEOUT_SECONDS": "1", "LOG_LEVEL": "DEBUG",
                                                     "TRANSITION_DELAY_SECONDS": "0.3"})
     except BaseException:
         middleware.stop()
@@ -145,6 +145,7 @@ def test_a_stopped_middleware_is_a_connection_error_then_the_chat_recovers(bot: 
 
 def test_the_secret_is_in_no_log_file_or_rendered_file(bot: RunningBot) -> None:
     assert "middleware answered HTTP 503" in bot.app.log()
+    assert "httpcore" in bot.app.log()  # LOG_LEVEL=DEBUG: httpx and httpcore logged every request
     for log in bot.log_dir.rglob("*.log"):
         assert bot.secret not in log.read_text(encoding="utf-8", errors="replace"), log.name
     for name, text in rendered_files(bot.project).items():

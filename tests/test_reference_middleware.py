@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from brandbot.reference_middleware import contract_problem, create_app, routing_for
+from brandbot.reference_middleware import contract_problem, create_app, crossed_session, routing_for
 
 from .conftest import REPO
 
@@ -89,7 +89,29 @@ async def test_simulations(client: httpx.AsyncClient) -> None:
 async def test_stats_count_what_the_middleware_saw(client: httpx.AsyncClient) -> None:
     await ask(client, "hi")
     await client.post("/chat", json=body("hi"))
-    assert (await client.get("/stats")).json() == {"requests": 2, "answered": 1, "rejected": 1}
+    assert (await client.get("/stats")).json() == {"requests": 2, "answered": 1, "rejected": 1,
+                                                   "crossed_sessions": 0}
+
+
+def test_a_history_from_another_session_is_caught() -> None:
+    own = {"message": "[s1] again", "history": [{"role": "user", "content": "[s1] hi"},
+                                                 {"role": "assistant", "content": "[s1] hello"},
+                                                 {"role": "user", "content": "[s1] again"}]}
+    crossed = {**own, "history": [{"role": "user", "content": "[s2] hi"}, *own["history"][1:]]}
+    assert not crossed_session(own)
+    assert crossed_session(crossed)
+    assert not crossed_session(body("untagged"))
+
+
+async def test_a_crossed_session_is_refused_and_counted(client: httpx.AsyncClient) -> None:
+    payload = {"message": "[s1] hi", "history": [{"role": "user", "content": "[s2] x"},
+                                                 {"role": "assistant", "content": "[s2] y"},
+                                                 {"role": "user", "content": "[s1] hi"}]}
+    response = await client.post("/chat", json=payload, headers={"x-secret": SECRET})
+    assert response.status_code == 409
+    assert (await client.get("/stats")).json()["crossed_sessions"] == 1
+    tagged = await ask(client, "[s3] where is my parcel?")
+    assert tagged.json()["response"].startswith("[s3] ")
 
 
 def test_contract_problem_accepts_what_the_app_sends() -> None:

@@ -240,6 +240,23 @@ class Stats:
     requests: int = 0
     answered: int = 0
     rejected: int = 0
+    crossed_sessions: int = 0
+
+
+_SESSION_TAG = re.compile(r"^\[([A-Za-z0-9_-]{1,40})\] ")
+
+
+def crossed_session(payload: dict[str, Any]) -> bool:
+    """Whether a tagged message ("[s7] ...") arrives with history from another conversation.
+
+    Load tests tag every message with their session; the middleware answers with the same tag,
+    so every turn of a session's history must carry it.
+    """
+    tag = _SESSION_TAG.match(payload["message"])
+    if tag is None:
+        return False
+    prefix = tag.group(0)
+    return any(not turn["content"].startswith(prefix) for turn in payload["history"])
 
 
 def create_app(answers: dict[str, Any], *, secret: str, auth_header: str = "x-secret",
@@ -264,6 +281,10 @@ def create_app(answers: dict[str, Any], *, secret: str, auth_header: str = "x-se
         if problem:
             stats.rejected += 1
             return JSONResponse({"detail": problem}, status_code=422)
+        if crossed_session(payload):
+            stats.crossed_sessions += 1
+            stats.rejected += 1
+            return JSONResponse({"detail": "history holds another session's turns"}, status_code=409)
         decision = router.decide(payload["message"])
         if latency_seconds or decision.delay:
             await asyncio.sleep(latency_seconds + decision.delay)
@@ -273,7 +294,11 @@ def create_app(answers: dict[str, Any], *, secret: str, auth_header: str = "x-se
         stats.answered += 1
         if decision.raw is not None:
             return Response(decision.raw, media_type="text/html")
-        return JSONResponse(decision.body, status_code=decision.status)
+        body = decision.body
+        tag = _SESSION_TAG.match(payload["message"])
+        if tag and body is not None and "response" in body:
+            body = {**body, "response": tag.group(0) + body["response"]}
+        return JSONResponse(body, status_code=decision.status)
 
     async def health(request: Request) -> Response:
         return PlainTextResponse("ok")
