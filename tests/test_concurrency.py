@@ -38,8 +38,9 @@ def test_fifty_concurrent_sessions_keep_their_own_histories(rendered: Callable[[
     for session, finals in answers.items():
         assert len(finals) == MESSAGES
         assert all(final.startswith(f"[{session}] ") for final in finals), finals
-    assert stats == {"requests": SESSIONS * MESSAGES, "answered": SESSIONS * MESSAGES, "rejected": 0,
-                     "crossed_sessions": 0}
+    assert {key: stats[key] for key in ("requests", "answered", "rejected", "crossed_sessions")} == {
+        "requests": SESSIONS * MESSAGES, "answered": SESSIONS * MESSAGES, "rejected": 0, "crossed_sessions": 0}
+    assert stats["longest_history"] == 2 * (MESSAGES - 1) + 1
     assert "ERROR" not in app.log() and "Traceback" not in app.log()
     record_figure("concurrent sessions held", SESSIONS, f"{SESSIONS} sessions x {MESSAGES} messages, "
                                                          f"{stats['crossed_sessions']} crossed, 0 errors")

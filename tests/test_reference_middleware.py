@@ -38,13 +38,13 @@ async def test_a_missing_or_wrong_secret_is_401(client: httpx.AsyncClient, heade
 @pytest.mark.parametrize(
     ("payload", "reason"),
     [
-        ({"message": "hi"}, "'history' is a required property"),
-        ({"message": "", "history": [{"role": "user", "content": ""}]}, "message"),
-        ({"message": "hi", "history": []}, "history"),
-        ({"message": "hi", "history": [{"role": "robot", "content": "hi"}]}, "history/0/role"),
+        ({"message": "hi"}, "body: must contain ['history'] properties"),
+        ({"message": "", "history": [{"role": "user", "content": ""}]}, "message: must be longer than or equal to 1"),
+        ({"message": "hi", "history": []}, "history: must contain at least 1 items"),
+        ({"message": "hi", "history": [{"role": "robot", "content": "hi"}]}, "history/0/role: must be one of"),
         ({"message": "hi", "history": [{"role": "user", "content": "bye"}]}, "last item must be the current message"),
-        ({"message": 5, "history": [{"role": "user", "content": "5"}]}, "message"),
-        ({"message": "hi", "history": [{"role": "user", "content": "hi"}], "extra": 1}, "extra"),
+        ({"message": 5, "history": [{"role": "user", "content": "5"}]}, "message: must be string"),
+        ({"message": "hi", "history": [{"role": "user", "content": "hi"}], "extra": 1}, "must not contain {'extra'}"),
     ],
 )
 async def test_a_request_that_breaks_the_contract_is_422_with_the_reason(client: httpx.AsyncClient, payload: dict,
@@ -89,8 +89,10 @@ async def test_simulations(client: httpx.AsyncClient) -> None:
 async def test_stats_count_what_the_middleware_saw(client: httpx.AsyncClient) -> None:
     await ask(client, "hi")
     await client.post("/chat", json=body("hi"))
-    assert (await client.get("/stats")).json() == {"requests": 2, "answered": 1, "rejected": 1,
-                                                   "crossed_sessions": 0}
+    stats = (await client.get("/stats")).json()
+    assert {key: stats[key] for key in ("requests", "answered", "rejected", "crossed_sessions")} == {
+        "requests": 2, "answered": 1, "rejected": 1, "crossed_sessions": 0}
+    assert stats["longest_history"] == 1 and stats["largest_request_bytes"] > 40
 
 
 def test_a_history_from_another_session_is_caught() -> None:

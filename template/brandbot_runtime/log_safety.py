@@ -3,7 +3,8 @@
 Every handler in the process gets a filter that replaces the secret in the final message, the
 traceback and the stack text, whoever logged it (our code, httpx, httpcore, Chainlit, uvicorn),
 at every level. `LOG_LEVEL` sets how much the bot itself says; httpx and httpcore stay at
-WARNING unless LOG_LEVEL is DEBUG, which also turns on Chainlit's own debug logging.
+WARNING (and aiohttp too) unless LOG_LEVEL is DEBUG, which also turns on Chainlit's own debug
+logging.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def protect_logs(secret: str, level_name: str = "INFO") -> None:
     level = logging.getLevelName(level_name.upper())
     level = level if isinstance(level, int) else logging.INFO
     logging.getLogger("brandbot").setLevel(level)
-    for noisy in ("httpx", "httpcore"):
+    for noisy in ("httpx", "httpcore", "aiohttp"):
         logging.getLogger(noisy).setLevel(level if level <= logging.DEBUG else logging.WARNING)
     if level <= logging.DEBUG:
         logging.getLogger("chainlit").setLevel(logging.DEBUG)

@@ -21,6 +21,7 @@ from email.utils import parsedate_to_datetime
 import httpx
 
 from .history import Turn
+from .transport import AiohttpTransport
 
 # httpx logs every request URL at INFO; the URL is the operator's business, not the log's.
 logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -127,11 +128,14 @@ def retry_after_seconds(value: str | None, now: datetime | None = None) -> int |
     return min(max(seconds, 1), 3600)
 
 
+_JSON_CONTENT = {"Content-Type": "application/json"}
+
+
 class MiddlewareClient:
     """Sends one message and its history to the middleware and returns a Reply or raises.
 
     Holds one httpx.AsyncClient for the life of the process, so connections are pooled and
-    reused instead of opened per message.
+    reused instead of opened per message; its transport is aiohttp's pool (see transport.py).
     """
 
     def __init__(
@@ -144,27 +148,30 @@ class MiddlewareClient:
         max_response_bytes: int,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._url = url
+        self._url = httpx.URL(url)
         self._timeout_seconds = timeout_seconds
         self._max_response_bytes = max_response_bytes
         self._http = httpx.AsyncClient(
             headers={auth_header: secret, "Accept": "application/json"},
             timeout=httpx.Timeout(timeout_seconds),
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=100),
-            transport=transport,
+            transport=transport or AiohttpTransport(max_connections=200),
             follow_redirects=False,
         )
 
     async def ask(self, message: str, history: Sequence[Turn]) -> Reply:
         """POST the message; the whole exchange, body included, must finish within the timeout."""
-        payload = {"message": message, "history": list(history)}
+        content = json.dumps({"message": message, "history": list(history)}, ensure_ascii=False).encode()
+        request = self._http.build_request("POST", self._url, content=content, headers=_JSON_CONTENT)
         try:
             async with asyncio.timeout(self._timeout_seconds):
-                async with self._http.stream("POST", self._url, json=payload) as response:
+                response = await self._http.send(request, stream=True)
+                try:
                     if response.status_code != 200:
                         raise MiddlewareStatusError(
                             response.status_code, retry_after_seconds(response.headers.get("retry-after")))
                     body = await self._read_body(response)
+                finally:
+                    await response.aclose()
         except TimeoutError:
             raise MiddlewareTimeout(f"no complete answer within {self._timeout_seconds:g} s") from None
         except httpx.TimeoutException:

@@ -29,9 +29,10 @@ HISTORY = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "
            {"role": "user", "content": "Where is my order?"}]
 
 
-def make_client(url: str, timeout: float = 2.0, max_bytes: int = 1_000_000) -> MiddlewareClient:
+def make_client(url: str, timeout: float = 2.0, max_bytes: int = 1_000_000,
+                transport: httpx.AsyncBaseTransport | None = None) -> MiddlewareClient:
     return MiddlewareClient(url, secret=TEST_SECRET, auth_header="x-secret", timeout_seconds=timeout,
-                            max_response_bytes=max_bytes)
+                            max_response_bytes=max_bytes, transport=transport)
 
 
 async def test_a_good_answer_is_returned_and_the_request_follows_the_contract(
@@ -181,13 +182,13 @@ def test_retry_after_date_counts_from_now() -> None:
 
 
 async def test_the_wire_format_with_respx() -> None:
-    async with respx.mock(assert_all_called=True) as mock:
-        route = mock.post("https://mw.example/chat").respond(json={"response": "hi", "category": None})
-        client = make_client("https://mw.example/chat")
-        try:
-            reply = await client.ask("hello", [{"role": "user", "content": "hello"}])
-        finally:
-            await client.aclose()
+    mock = respx.Router(assert_all_called=True)
+    route = mock.post("https://mw.example/chat").respond(json={"response": "hi", "category": None})
+    client = make_client("https://mw.example/chat", transport=httpx.MockTransport(mock.async_handler))
+    try:
+        reply = await client.ask("hello", [{"role": "user", "content": "hello"}])
+    finally:
+        await client.aclose()
     assert reply == Reply("hi", None)
     sent = route.calls.last.request
     assert sent.headers["x-secret"] == TEST_SECRET
@@ -195,14 +196,14 @@ async def test_the_wire_format_with_respx() -> None:
 
 
 async def test_a_connect_timeout_from_httpx_is_a_timeout() -> None:
-    async with respx.mock() as mock:
-        mock.post("https://mw.example/chat").mock(side_effect=httpx.ConnectTimeout("slow"))
-        client = make_client("https://mw.example/chat")
-        try:
-            with pytest.raises(MiddlewareTimeout):
-                await client.ask("x", [])
-        finally:
-            await client.aclose()
+    mock = respx.Router()
+    mock.post("https://mw.example/chat").mock(side_effect=httpx.ConnectTimeout("slow"))
+    client = make_client("https://mw.example/chat", transport=httpx.MockTransport(mock.async_handler))
+    try:
+        with pytest.raises(MiddlewareTimeout):
+            await client.ask("x", [])
+    finally:
+        await client.aclose()
 
 
 async def test_concurrent_requests_share_the_client(middleware: MiddlewareDouble) -> None:
