@@ -342,3 +342,30 @@ def write_json(results: dict[str, Any], path: Path) -> None:
 
 def mean(values: list[float]) -> float:
     return statistics.fmean(values) if values else float("nan")
+
+
+def plot(results: dict[str, Any], path: Path) -> Path:
+    """Throughput and p95 latency against the number of sessions, app and floor side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4), dpi=110)
+    for target, style in (("app", "o-"), ("floor", "s--")):
+        rows = sorted((row for row in results["sweep"] if row["target"] == target), key=lambda row: row["sessions"])
+        sessions = [row["sessions"] for row in rows]
+        left.plot(sessions, [row["throughput"] for row in rows], style, label=target)
+        right.plot(sessions, [row["p95_ms"] for row in rows], style, label=target)
+    latency = results["config"]["latency_ms"]
+    left.set(title="throughput", xlabel="concurrent sessions", ylabel="messages / s", xscale="log")
+    right.set(title=f"p95 end-to-end latency (middleware {latency:g} ms)", xlabel="concurrent sessions",
+              ylabel="ms", xscale="log")
+    for axis in (left, right):
+        axis.grid(True, alpha=0.3)
+        axis.legend()
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    plt.close(figure)
+    return path

@@ -287,6 +287,94 @@ class _interrupts_as_keyboard_interrupt:
 
 
 @app.command()
+def bench(
+    project: Annotated[Path, typer.Argument(help="A rendered project directory.")],
+    sessions: Annotated[int, typer.Option(help="Concurrent sessions.")] = 50,
+    messages: Annotated[int, typer.Option(help="Messages per session.")] = 6,
+    latency_ms: Annotated[float, typer.Option(help="The reference middleware's latency.")] = 50.0,
+    rounds: Annotated[int, typer.Option(help="Rounds per server, alternating app and floor.")] = 5,
+    sweep: Annotated[str, typer.Option(help="Session counts for the sweep, e.g. 1,10,50,100,200.")] = "",
+    idle_sessions: Annotated[int, typer.Option(help="Idle sessions opened to measure memory.")] = 200,
+    long_messages: Annotated[int, typer.Option(help="Length of the one long conversation.")] = 500,
+    generation: Annotated[bool, typer.Option(help="Also time rendering the example brands.")] = True,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write every figure to this JSON file.")] = None,
+    plot_out: Annotated[Path | None, typer.Option("--plot", help="Write the sweep's plot to this PNG.")] = None,
+) -> None:
+    """Measure the bot against the framework floor, with real processes and socket.io."""
+    from . import bench as benchmark
+    from .processes import ServiceError
+    from .project import ProjectError, load_brand
+
+    try:
+        load_brand(project)
+        counts = tuple(int(part) for part in sweep.split(",") if part.strip())
+    except ProjectError as error:
+        raise fail(str(error)) from None
+    except ValueError:
+        raise fail(f"--sweep takes session counts separated by commas, not {sweep!r}") from None
+    config = benchmark.BenchConfig(project=project, sessions=sessions, messages=messages, latency_ms=latency_ms,
+                                   rounds=rounds, sweep=counts, idle_sessions=idle_sessions,
+                                   long_messages=long_messages)
+    console.print(f"benchmark: {sessions} sessions x {messages} messages, middleware latency {latency_ms:g} ms, "
+                  f"{rounds} rounds each, alternating app and floor", highlight=False)
+    try:
+        with _interrupts_as_keyboard_interrupt():
+            results = benchmark.run_bench(config, report=lambda line: console.print(
+                line, highlight=False, markup=False, soft_wrap=True))
+            if generation:
+                results["generation"] = benchmark.generation_times(sorted(examples_dir().glob("*.yml")))
+    except ServiceError as error:
+        raise fail(f"could not start a server: {error}") from None
+    except KeyboardInterrupt:
+        raise fail("interrupted; every process started was stopped") from None
+    console.print(_bench_table(results))
+    if json_out:
+        benchmark.write_json(results, json_out)
+        console.print(f"figures written to {json_out}", highlight=False)
+    if plot_out and results.get("sweep"):
+        benchmark.plot(results, plot_out)
+        console.print(f"plot written to {plot_out}", highlight=False)
+
+
+def _bench_table(results: dict) -> Table:
+    table = Table(title=f"app / floor throughput: {results['ratio']:.2f}")
+    for column in ("figure", "app", "floor"):
+        table.add_column(column, justify="left" if column == "figure" else "right")
+    median, single = results["median"], results["single_session"]
+    rows = [
+        ("throughput (msg/s, median round)", "throughput", median),
+        ("p50 latency (ms)", "p50_ms", median), ("p95 latency (ms)", "p95_ms", median),
+        ("p99 latency (ms)", "p99_ms", median), ("server CPU per message (ms)", "cpu_ms_per_message", median),
+        ("server peak RSS (MB)", "peak_rss_mb", median),
+        ("errors / wrong answers", None, median),
+        ("1 session: p50 overhead over the middleware (ms)", "overhead_p50_ms", single),
+    ]
+    for label, key, source in rows:
+        if key is None:
+            table.add_row(label, *(f"{source[t]['errors']} / {source[t]['wrong']}" for t in ("app", "floor")))
+        else:
+            table.add_row(label, *(str(source[t][key]) for t in ("app", "floor")))
+    table.add_row("memory per idle session (KB)", *(str(results["idle_session_kb"][t]) for t in ("app", "floor")))
+    for row in results.get("sweep", []):
+        if row["target"] == "app":
+            floor = next(r for r in results["sweep"] if r["target"] == "floor" and r["sessions"] == row["sessions"])
+            table.add_row(f"{row['sessions']} sessions: msg/s, p95 ms, errors+wrong",
+                          f"{row['throughput']}, {row['p95_ms']}, {row['errors'] + row['wrong']}",
+                          f"{floor['throughput']}, {floor['p95_ms']}, {floor['errors'] + floor['wrong']}")
+    if "long_conversation" in results:
+        long = results["long_conversation"]
+        table.add_row(f"{long['messages']}-message chat: largest request, longest history",
+                      f"{long['largest_request_bytes']} B, {long['longest_history']} turns", "-")
+    if "generation" in results:
+        generation = results["generation"]
+        for stem, times in generation["in_process"].items():
+            table.add_row(f"render {stem} in-process (first / best, ms)", f"{times['first_ms']} / {times['best_ms']}",
+                          "-")
+        table.add_row("one `copier copy` CLI run (ms)", str(generation["copier_cli_ms"]), "-")
+    return table
+
+
+@app.command()
 def screenshots(
     out: Annotated[Path, typer.Option(help="Directory for the PNG files.")] = Path("docs/img"),
     work: Annotated[Path, typer.Option(help="Where to render the examples first.")] = Path("build/screenshots"),
