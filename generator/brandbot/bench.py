@@ -70,6 +70,7 @@ class Round:
     wrong: int
     cpu_seconds: float
     peak_rss_mb: float
+    problems: list[str] = field(default_factory=list)
 
     @property
     def throughput(self) -> float:
@@ -87,7 +88,8 @@ class Round:
                 "p95_ms": round(self.percentile(0.95) * 1000, 1), "p99_ms": round(self.percentile(0.99) * 1000, 1),
                 "overhead_p50_ms": round(self.percentile(0.5) * 1000 - latency_ms, 1),
                 "cpu_ms_per_message": round(self.cpu_seconds * 1000 / max(1, len(self.latencies)), 2),
-                "peak_rss_mb": round(self.peak_rss_mb, 1), "errors": self.errors, "wrong": self.wrong}
+                "peak_rss_mb": round(self.peak_rss_mb, 1), "errors": self.errors, "wrong": self.wrong,
+                "problems": self.problems}
 
 
 @dataclass
@@ -110,18 +112,21 @@ async def load(server: Server, sessions: int, messages: int, timeout: float = 12
     await asyncio.gather(*(chat.welcome() for chat in chats))
     latencies: list[float] = []
     problems = {"errors": 0, "wrong": 0}
+    examples: list[str] = []
 
     async def converse(index: int, chat: ChainlitChat) -> None:
         for number in range(messages):
             text = f"[s{index}] message {number}"
             try:
                 exchange = await chat.send(text)
-            except Exception:  # noqa: BLE001 - counted, the run goes on
+            except Exception as error:  # noqa: BLE001 - counted, the run goes on
                 problems["errors"] += 1
+                examples.append(f"{text!r}: {type(error).__name__}: {error}")
                 continue
             latencies.append(exchange.seconds)
             if exchange.final != server.expected(text):
                 problems["wrong"] += 1
+                examples.append(f"{text!r}: expected {server.expected(text)!r}, shown {exchange.messages!r}")
 
     process = server.process
     _reset_peak_rss(process.pid)
@@ -132,7 +137,8 @@ async def load(server: Server, sessions: int, messages: int, timeout: float = 12
     cpu = sum(process.cpu_times()[:2]) - cpu_before
     peak = _peak_rss_mb(process.pid)
     await asyncio.gather(*(chat.close() for chat in chats))
-    return Round(server.name, sessions, messages, seconds, latencies, problems["errors"], problems["wrong"], cpu, peak)
+    return Round(server.name, sessions, messages, seconds, latencies, problems["errors"], problems["wrong"], cpu, peak,
+                 examples[:5])
 
 
 async def memory_per_idle_session(server: Server, sessions: int = 200) -> float:
@@ -361,7 +367,10 @@ def plot(results: dict[str, Any], path: Path) -> Path:
     left.set(title="throughput", xlabel="concurrent sessions", ylabel="messages / s", xscale="log")
     right.set(title=f"p95 end-to-end latency (middleware {latency:g} ms)", xlabel="concurrent sessions",
               ylabel="ms", xscale="log")
+    ticks = sorted({row["sessions"] for row in results["sweep"]})
     for axis in (left, right):
+        axis.set_xticks(ticks, [str(tick) for tick in ticks])
+        axis.minorticks_off()
         axis.grid(True, alpha=0.3)
         axis.legend()
     figure.tight_layout()

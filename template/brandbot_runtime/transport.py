@@ -37,9 +37,14 @@ class _Body(httpx.AsyncByteStream):
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
-    """Sends httpx requests with one pooled aiohttp session (created in the running loop)."""
+    """Sends httpx requests with one pooled aiohttp session (created in the running loop).
 
-    def __init__(self, *, max_connections: int = 200, keepalive_seconds: float = 30.0) -> None:
+    Idle connections are dropped after `keepalive_seconds`, shorter than common servers' own
+    idle timeouts (uvicorn and Node close after 5 s), so the bot does not pick a connection the
+    server is closing: a POST is never retried automatically (RFC 9112, section 9.3.1).
+    """
+
+    def __init__(self, *, max_connections: int = 200, keepalive_seconds: float = 4.0) -> None:
         self._max_connections = max_connections
         self._keepalive_seconds = keepalive_seconds
         self._session: aiohttp.ClientSession | None = None
