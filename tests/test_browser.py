@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import secrets
 import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from brandbot.browser import send
-from brandbot.processes import Service, free_port, start_app, start_middleware
+from brandbot.processes import RunningBot, start_bot
 
 from .conftest import EXAMPLES, example_id
 
@@ -25,42 +24,25 @@ TRANSITION_SECONDS = "1.2"  # long enough to see the specialist status
 
 @dataclass
 class LiveBot:
-    project: Path
+    """A running bot with its brand file and theme as the test reads them."""
+
+    running: RunningBot
     brand: dict
     theme: dict
-    secret: str
-    middleware_port: int
-    log_dir: Path
-    app: Service
-    middleware: Service
 
-    def restart_middleware(self) -> None:
-        self.middleware = start_middleware(self.project / "brand.toml", port=self.middleware_port, secret=self.secret,
-                                           log_dir=self.log_dir / "again", latency_ms=LATENCY_MS)
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.running, name)
 
 
 @pytest.fixture(scope="module", params=EXAMPLES, ids=example_id)
 def bot(request: pytest.FixtureRequest, rendered: Callable[[Path], Path],
         tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBot]:
     project = rendered(request.param)
-    secret = "browser-" + secrets.token_hex(12)
-    log_dir = tmp_path_factory.mktemp("browser-logs")
-    port = free_port()
-    middleware = start_middleware(project / "brand.toml", port=port, secret=secret, log_dir=log_dir,
-                                  latency_ms=LATENCY_MS)
-    try:
-        app = start_app(project, port=free_port(), middleware_url=f"{middleware.base_url}/chat", secret=secret,
-                        log_dir=log_dir, extra_env={"TRANSITION_DELAY_SECONDS": TRANSITION_SECONDS,
-                                                    "REQUEST_TIMEOUT_SECONDS": "5"})
-    except BaseException:
-        middleware.stop()
-        raise
-    live = LiveBot(project, tomllib.loads((project / "brand.toml").read_text(encoding="utf-8")),
-                   json.loads((project / "public/theme.json").read_text(encoding="utf-8")), secret, port, log_dir, app,
-                   middleware)
-    yield live
-    app.stop()
-    live.middleware.stop()
+    running = start_bot(project, log_dir=tmp_path_factory.mktemp("browser-logs"), latency_ms=LATENCY_MS,
+                        app_env={"TRANSITION_DELAY_SECONDS": TRANSITION_SECONDS, "REQUEST_TIMEOUT_SECONDS": "5"})
+    yield LiveBot(running, tomllib.loads((project / "brand.toml").read_text(encoding="utf-8")),
+                  json.loads((project / "public/theme.json").read_text(encoding="utf-8")))
+    running.stop()
 
 
 @pytest.fixture

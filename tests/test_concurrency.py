@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
 from brandbot.chat_client import ChainlitChat
-from brandbot.processes import free_port, start_app, start_middleware
+from brandbot.processes import start_bot
 
 from .conftest import REPO, record_figure
 
@@ -20,19 +19,13 @@ MESSAGES = 4
 
 def test_fifty_concurrent_sessions_keep_their_own_histories(rendered: Callable[[Path], Path], tmp_path: Path) -> None:
     project = rendered(REPO / "examples/retail.yml")
-    secret = "load-" + secrets.token_hex(12)
-    middleware = start_middleware(project / "brand.toml", port=free_port(), secret=secret, log_dir=tmp_path,
-                                  latency_ms=50)
+    bot = start_bot(project, log_dir=tmp_path, latency_ms=50, app_env={"TRANSITION_DELAY_SECONDS": "0"})
     try:
-        app = start_app(project, port=free_port(), middleware_url=f"{middleware.base_url}/chat", secret=secret,
-                        log_dir=tmp_path, extra_env={"TRANSITION_DELAY_SECONDS": "0"})
-        try:
-            answers = asyncio.run(_converse(app.base_url))
-        finally:
-            app.stop()
-        stats = httpx.get(f"{middleware.base_url}/stats", timeout=5).json()
+        answers = asyncio.run(_converse(bot.app.base_url))
+        stats = httpx.get(f"{bot.middleware.base_url}/stats", timeout=5).json()
     finally:
-        middleware.stop()
+        bot.stop()
+    app = bot.app
 
     assert len(answers) == SESSIONS
     for session, finals in answers.items():

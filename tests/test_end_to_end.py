@@ -4,7 +4,6 @@ real socket.io protocol, through welcome, general and specialist answers, every 
 from __future__ import annotations
 
 import asyncio
-import secrets
 import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ from typing import Any
 import pytest
 
 from brandbot.chat_client import ChainlitChat, transcript
-from brandbot.processes import Service, free_port, start_app, start_middleware
+from brandbot.processes import RunningBot, start_bot
 from brandbot.project import runtime_module
 
 from .conftest import EXAMPLES, HOSTILE, rendered_files
@@ -23,47 +22,27 @@ BRANDS = [path for path in EXAMPLES if path.stem == "retail"] + [HOSTILE]
 
 
 @dataclass
-class RunningBot:
-    """A rendered project served by chainlit run, talking to the reference middleware."""
+class LiveBot:
+    """A running bot with its brand file as the test reads it."""
 
-    project: Path
-    brand_file: Path
+    running: RunningBot
     brand: dict
     display: Any  # the project's own display module
-    secret: str
-    middleware_port: int
-    app: Service
-    middleware: Service
-    log_dir: Path
 
-    def restart_middleware(self) -> None:
-        self.middleware = start_middleware(self.brand_file, port=self.middleware_port, secret=self.secret,
-                                           log_dir=self.log_dir / "again")
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.running, name)
 
 
 @pytest.fixture(scope="module", params=BRANDS, ids=lambda path: path.stem)
 def bot(request: pytest.FixtureRequest, rendered: Callable[[Path], Path],
-        tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningBot]:
-    brand_file: Path = request.param
-    project = rendered(brand_file)
+        tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBot]:
+    project = rendered(request.param)
     before = project_snapshot(project)
-    secret = "e2e-" + secrets.token_hex(16)
-    log_dir = tmp_path_factory.mktemp("logs")
-    port = free_port()
-    middleware = start_middleware(brand_file, port=port, secret=secret, log_dir=log_dir)
-    try:
-        app = start_app(project, port=free_port(), middleware_url=f"{middleware.base_url}/chat", secret=secret,
-                        log_dir=log_dir, extra_env={"REQUEST_TIMEOUT_SECONDS": "1", "LOG_LEVEL": "DEBUG",
-                                                    "TRANSITION_DELAY_SECONDS": "0.3"})
-    except BaseException:
-        middleware.stop()
-        raise
+    settings = {"REQUEST_TIMEOUT_SECONDS": "1", "LOG_LEVEL": "DEBUG", "TRANSITION_DELAY_SECONDS": "0.3"}
+    running = start_bot(project, log_dir=tmp_path_factory.mktemp("logs"), app_env=settings)
     brand = tomllib.loads((project / "brand.toml").read_text(encoding="utf-8"))
-    running = RunningBot(project, brand_file, brand, runtime_module(project, "display"), secret, port, app,
-                         middleware, log_dir)
-    yield running
-    assert app.stop() == 0, "chainlit did not stop cleanly on SIGINT"
-    running.middleware.stop()
+    yield LiveBot(running, brand, runtime_module(project, "display"))
+    assert running.stop() == 0, "chainlit did not stop cleanly on SIGINT"
     # The project ships every file Chainlit would otherwise write (config, translations, readme).
     assert project_snapshot(project) == before, "chainlit run changed the project's files"
 
@@ -78,12 +57,12 @@ def run(coroutine):  # type: ignore[no-untyped-def]
     return asyncio.run(coroutine)
 
 
-def specialist_text(bot: RunningBot, category: str) -> str:
+def specialist_text(bot: LiveBot, category: str) -> str:
     label = bot.brand["categories"][category]["label"]
     return bot.display.plain(bot.brand["texts"]["specialist_transition"].replace("{label}", label))
 
 
-def test_the_welcome_message_arrives_verbatim(bot: RunningBot) -> None:
+def test_the_welcome_message_arrives_verbatim(bot: LiveBot) -> None:
     async def scenario() -> list[str]:
         async with ChainlitChat(bot.app.base_url) as chat:
             return await chat.welcome()
@@ -91,7 +70,7 @@ def test_the_welcome_message_arrives_verbatim(bot: RunningBot) -> None:
     assert run(scenario()) == [bot.display.as_sent(bot.brand["welcome_message"])]
 
 
-def test_general_and_specialist_answers(bot: RunningBot) -> None:
+def test_general_and_specialist_answers(bot: LiveBot) -> None:
     async def scenario() -> tuple:
         async with ChainlitChat(bot.app.base_url) as chat:
             await chat.welcome()
@@ -108,7 +87,7 @@ def test_general_and_specialist_answers(bot: RunningBot) -> None:
     assert specialist.seconds >= 0.3
 
 
-def test_each_failure_is_explained_and_the_chat_recovers(bot: RunningBot) -> None:
+def test_each_failure_is_explained_and_the_chat_recovers(bot: LiveBot) -> None:
     texts = {key: bot.display.plain(value) for key, value in bot.brand["texts"].items()}
 
     async def scenario() -> list:
@@ -126,7 +105,7 @@ def test_each_failure_is_explained_and_the_chat_recovers(bot: RunningBot) -> Non
     assert all("reference middleware" in answer for answer in seen[1::2])
 
 
-def test_a_stopped_middleware_is_a_connection_error_then_the_chat_recovers(bot: RunningBot) -> None:
+def test_a_stopped_middleware_is_a_connection_error_then_the_chat_recovers(bot: LiveBot) -> None:
     async def scenario() -> tuple:
         async with ChainlitChat(bot.app.base_url) as chat:
             await chat.welcome()
@@ -143,7 +122,7 @@ def test_a_stopped_middleware_is_a_connection_error_then_the_chat_recovers(bot: 
     assert bot.secret not in transcript(events)
 
 
-def test_the_secret_is_in_no_log_file_or_rendered_file(bot: RunningBot) -> None:
+def test_the_secret_is_in_no_log_file_or_rendered_file(bot: LiveBot) -> None:
     assert "middleware answered HTTP 503" in bot.app.log()
     assert "HTTP Request: POST" in bot.app.log()  # LOG_LEVEL=DEBUG: httpx logged every request
     for log in bot.log_dir.rglob("*.log"):

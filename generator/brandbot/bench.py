@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 import shutil
 import statistics
 import subprocess
@@ -28,7 +27,7 @@ import httpx
 import psutil
 
 from .chat_client import ChainlitChat
-from .processes import Service, free_port, python_env, start, start_app, start_middleware
+from .processes import Service, free_port, python_env, start, start_bot
 from .project import runtime_module
 from .reference_middleware import Router, routing_for
 
@@ -214,17 +213,14 @@ def run_bench(config: BenchConfig, report: Callable[[str], None] = print) -> dic
     """Run everything; returns the figures (also reported line by line as they come)."""
     project = config.project
     work = Path(tempfile.mkdtemp(prefix="brandbot-bench-"))
-    secret = "bench-" + secrets.token_urlsafe(24)
     display = runtime_module(project, "display")
     router = Router(routing_for(project))
     services: list[Service] = []
+    bot = None
     try:
-        middleware = start_middleware(project / "brand.toml", port=free_port(), secret=secret, log_dir=work,
-                                      latency_ms=config.latency_ms)
-        services.append(middleware)
-        app = start_app(project, port=free_port(), middleware_url=f"{middleware.base_url}/chat", secret=secret,
-                        log_dir=work, extra_env={"TRANSITION_DELAY_SECONDS": "0", "REQUEST_TIMEOUT_SECONDS": "60"})
-        services.append(app)
+        bot = start_bot(project, log_dir=work, latency_ms=config.latency_ms,
+                        app_env={"TRANSITION_DELAY_SECONDS": "0", "REQUEST_TIMEOUT_SECONDS": "60"})
+        middleware, app = bot.middleware, bot.app
         def answer(text: str) -> str:
             return router.decide(text).body["response"]  # type: ignore[index]
 
@@ -289,6 +285,8 @@ def run_bench(config: BenchConfig, report: Callable[[str], None] = print) -> dic
     finally:
         for service in reversed(services):
             service.stop()
+        if bot is not None:
+            bot.stop()
         shutil.rmtree(work, ignore_errors=True)
 
 

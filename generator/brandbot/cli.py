@@ -7,7 +7,6 @@ clear sentence on stderr and exit status 1, never a traceback.
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import signal
 import tempfile
@@ -223,7 +222,7 @@ def demo(
     out: Annotated[Path, typer.Option(help="Where to render the demo bot.")] = Path("build/demo"),
 ) -> None:
     """Render a brand and run it with the reference middleware until Ctrl-C."""
-    from .processes import ServiceError, port_is_free, start_app, start_middleware
+    from .processes import ServiceError, port_is_free, start_bot
     from .render import render_brand
 
     brand_file = brand_file or examples_dir() / DEFAULT_BRAND
@@ -234,17 +233,13 @@ def demo(
     if out.exists():
         shutil.rmtree(out)
     render_brand(answers, out, base_dir=brand_file.parent)
-    secret = "demo-" + secrets.token_urlsafe(24)
     log_dir = Path(tempfile.mkdtemp(prefix="brandbot-demo-"))
-    services = []
+    bot = None
     try:
         with _interrupts_as_keyboard_interrupt():
-            services.append(start_middleware(out / "brand.toml", port=middleware_port, secret=secret,
-                                             log_dir=log_dir))
-            services.append(start_app(out, port=port, middleware_url=f"{services[0].base_url}/chat",
-                                      secret=secret, log_dir=log_dir))
+            bot = start_bot(out, log_dir=log_dir, port=port, middleware_port=middleware_port)
             _print_demo_guide(answers, out, port, log_dir)
-            while all(service.process.poll() is None for service in services):
+            while bot.app.process.poll() is None and bot.middleware.process.poll() is None:
                 time.sleep(0.5)
             raise fail(f"a demo process stopped unexpectedly; see the logs in {log_dir}")
     except ServiceError as error:
@@ -252,8 +247,8 @@ def demo(
     except KeyboardInterrupt:
         console.print("\nStopping the demo...")
     finally:
-        for service in reversed(services):
-            service.stop()
+        if bot is not None:
+            bot.stop()
     console.print("Demo stopped.")
 
 

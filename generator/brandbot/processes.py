@@ -7,6 +7,7 @@ and is stopped with SIGINT, then SIGKILL for its whole group if it lingers.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -139,3 +140,48 @@ def start_app(project: Path, *, port: int, middleware_url: str, secret: str, log
     """The generated project's `chainlit run app.py`, pointed at a middleware."""
     env = python_env({"BACKEND_API_URL": middleware_url, "BACKEND_API_SECRET": secret, **(extra_env or {})})
     return start("app", chainlit_command(port), cwd=project, env=env, port=port, log_dir=log_dir)
+
+
+@dataclass
+class RunningBot:
+    """A rendered project served by `chainlit run`, talking to the reference middleware.
+
+    Both run as separate processes on loopback with a throw-away secret; `restart_middleware`
+    brings the middleware back on the same port (to show a bot recovering), and `stop` ends both.
+    """
+
+    project: Path
+    secret: str
+    log_dir: Path
+    latency_ms: float
+    middleware_port: int
+    middleware: Service
+    app: Service
+
+    def restart_middleware(self) -> None:
+        """Start the middleware again on its port, after it was stopped."""
+        self.middleware = start_middleware(self.project / "brand.toml", port=self.middleware_port,
+                                           secret=self.secret, log_dir=self.log_dir / "restarted",
+                                           latency_ms=self.latency_ms)
+
+    def stop(self) -> int | None:
+        """Stop the app, then the middleware; returns the app's exit code."""
+        code = self.app.stop()
+        self.middleware.stop()
+        return code
+
+
+def start_bot(project: Path, *, log_dir: Path, latency_ms: float = 0.0, app_env: dict[str, str] | None = None,
+              port: int | None = None, middleware_port: int | None = None) -> RunningBot:
+    """Start the reference middleware (routing for the project's brand.toml), then the app."""
+    secret = "bot-" + secrets.token_urlsafe(24)
+    middleware_port = middleware_port or free_port()
+    middleware = start_middleware(project / "brand.toml", port=middleware_port, secret=secret, log_dir=log_dir,
+                                  latency_ms=latency_ms)
+    try:
+        app = start_app(project, port=port or free_port(), middleware_url=f"{middleware.base_url}/chat",
+                        secret=secret, log_dir=log_dir, extra_env=app_env)
+    except BaseException:
+        middleware.stop()
+        raise
+    return RunningBot(project, secret, log_dir, latency_ms, middleware_port, middleware, app)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import secrets
 import tempfile
 import tomllib
 from pathlib import Path
 
 from .browser import chromium, send
-from .processes import free_port, start_app, start_middleware
+from .processes import start_bot
 
 
 def screenshot(project: Path, destination: Path, *, width: int = 900, height: int = 720) -> Path:
@@ -16,33 +15,27 @@ def screenshot(project: Path, destination: Path, *, width: int = 900, height: in
     from playwright.sync_api import expect
 
     brand = tomllib.loads((project / "brand.toml").read_text(encoding="utf-8"))
-    secret = "shot-" + secrets.token_hex(12)
-    log_dir = Path(tempfile.mkdtemp(prefix="brandbot-shot-"))
-    middleware = start_middleware(project / "brand.toml", port=free_port(), secret=secret, log_dir=log_dir)
+    bot = start_bot(project, log_dir=Path(tempfile.mkdtemp(prefix="brandbot-shot-")),
+                    app_env={"TRANSITION_DELAY_SECONDS": "0"})
     try:
-        app = start_app(project, port=free_port(), middleware_url=f"{middleware.base_url}/chat", secret=secret,
-                        log_dir=log_dir, extra_env={"TRANSITION_DELAY_SECONDS": "0"})
-        try:
-            with chromium() as browser:
-                page = browser.new_page(viewport={"width": width, "height": height}, device_scale_factor=1)
-                page.goto(app.base_url)
-                answers = page.locator('[data-step-type="assistant_message"]')
-                expect(answers.first).to_be_visible(timeout=20_000)
-                if brand["starters"]:
-                    starter = brand["starters"][0]
-                    page.get_by_role("button", name=starter["label"], exact=True).click()
-                else:
-                    category = next(iter(brand["categories"]), "General")
-                    send(page, f"simulate category {category}: I have a question")
-                expect(answers).to_have_count(2, timeout=20_000)
-                expect(answers.last).not_to_have_text(brand["texts"]["thinking"], timeout=20_000)
-                page.wait_for_timeout(600)  # let the last message finish its fade-in
-                page.evaluate("() => document.querySelectorAll('*').forEach(node => { node.scrollTop = 0; })")
-                page.wait_for_timeout(200)
-                destination.parent.mkdir(parents=True, exist_ok=True)
-                page.screenshot(path=str(destination))
-        finally:
-            app.stop()
+        with chromium() as browser:
+            page = browser.new_page(viewport={"width": width, "height": height}, device_scale_factor=1)
+            page.goto(bot.app.base_url)
+            answers = page.locator('[data-step-type="assistant_message"]')
+            expect(answers.first).to_be_visible(timeout=20_000)
+            if brand["starters"]:
+                starter = brand["starters"][0]
+                page.get_by_role("button", name=starter["label"], exact=True).click()
+            else:
+                category = next(iter(brand["categories"]), "General")
+                send(page, f"simulate category {category}: I have a question")
+            expect(answers).to_have_count(2, timeout=20_000)
+            expect(answers.last).not_to_have_text(brand["texts"]["thinking"], timeout=20_000)
+            page.wait_for_timeout(600)  # let the last message finish its fade-in
+            page.evaluate("() => document.querySelectorAll('*').forEach(node => { node.scrollTop = 0; })")
+            page.wait_for_timeout(200)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(destination))
     finally:
-        middleware.stop()
+        bot.stop()
     return destination

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import secrets
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .chat_client import ChainlitChat, transcript
-from .processes import Service, free_port, start_app, start_middleware
+from .processes import RunningBot, start_bot
 from .project import load_brand, runtime_module
 
 
@@ -34,51 +33,21 @@ class Check:
     detail: str = ""
 
 
-@dataclass
-class SmokeRun:
-    """Everything a smoke run needs to know about the project and its processes."""
-
-    project: Path
-    brand: Any  # the project's own runtime Brand
-    display: Any  # the project's own display module: what the customer's browser is sent
-    secret: str
-    middleware_port: int
-    log_dir: Path
-    app: Service | None = None
-    middleware: Service | None = None
-
-    def start_middleware(self) -> None:
-        self.middleware = start_middleware(self.project / "brand.toml", port=self.middleware_port,
-                                           secret=self.secret, log_dir=self.log_dir)
-
-    def stop(self) -> None:
-        for service in (self.app, self.middleware):
-            if service is not None:
-                service.stop()
-
-
 def run_smoke(project: Path, *, request_timeout: float = 2.0, log_dir: Path | None = None,
               on_check: Callable[[Check], None] | None = None) -> list[Check]:
     """Run every check; processes are stopped whatever happens (Ctrl-C included)."""
     brand = load_brand(project)
+    display = runtime_module(project, "display")
     log_dir = log_dir or Path(tempfile.mkdtemp(prefix="brandbot-smoke-"))
-    run = SmokeRun(project, brand, runtime_module(project, "display"), "smoke-" + secrets.token_urlsafe(24),
-                   free_port(), log_dir)
     checks: list[Check] = []
+    bot = start_bot(project, log_dir=log_dir, app_env={"REQUEST_TIMEOUT_SECONDS": str(request_timeout),
+                                                       "TRANSITION_DELAY_SECONDS": "0.3"})
     try:
-        run.start_middleware()
-        assert run.middleware is not None
-        run.app = start_app(project, port=free_port(), middleware_url=f"{run.middleware.base_url}/chat",
-                            secret=run.secret, log_dir=log_dir,
-                            extra_env={"REQUEST_TIMEOUT_SECONDS": str(request_timeout),
-                                       "TRANSITION_DELAY_SECONDS": "0.3"})
-        asyncio.run(_converse(run, checks, on_check))
+        asyncio.run(_converse(bot, brand, display, checks, on_check))
     finally:
-        run.stop()
-    if run.app is not None:
-        _record(checks, on_check, Check("secret not in any log", run.secret not in run.app.log()
-                                        and run.secret not in (run.middleware.log() if run.middleware else ""),
-                                        0.0, "app and middleware logs"))
+        bot.stop()
+    logs = "\n".join(path.read_text(encoding="utf-8", errors="replace") for path in log_dir.rglob("*.log"))
+    _record(checks, on_check, Check("secret not in any log", bot.secret not in logs, 0.0, "app and middleware logs"))
     return checks
 
 
@@ -88,12 +57,12 @@ def _record(checks: list[Check], on_check: Callable[[Check], None] | None, check
         on_check(check)
 
 
-async def _converse(run: SmokeRun, checks: list[Check], on_check: Callable[[Check], None] | None) -> None:
-    brand, texts, plain = run.brand, run.brand.texts, run.display.plain
+async def _converse(bot: RunningBot, brand: Any, display: Any, checks: list[Check],
+                    on_check: Callable[[Check], None] | None) -> None:
+    texts, plain = brand.texts, display.plain
     own_texts = {plain(text) for text in texts.model_dump().values()}
-    assert run.app is not None
 
-    async with ChainlitChat(run.app.base_url, timeout=30) as chat:
+    async with ChainlitChat(bot.app.base_url, timeout=30) as chat:
         async def check(name: str, step: Callable[[], Awaitable[tuple[bool, str]]]) -> None:
             started = time.perf_counter()
             try:
@@ -104,7 +73,7 @@ async def _converse(run: SmokeRun, checks: list[Check], on_check: Callable[[Chec
 
         async def welcome() -> tuple[bool, str]:
             shown = await chat.welcome()
-            return shown == [run.display.as_sent(brand.welcome_message)], _short(shown)
+            return shown == [display.as_sent(brand.welcome_message)], _short(shown)
 
         async def general() -> tuple[bool, str]:
             exchange = await chat.send("Hello!")
@@ -130,10 +99,9 @@ async def _converse(run: SmokeRun, checks: list[Check], on_check: Callable[[Chec
             return exchange.final not in own_texts and bool(exchange.final), _short(exchange.final)
 
         async def refused() -> tuple[bool, str]:
-            assert run.middleware is not None
-            run.middleware.stop()
+            bot.middleware.stop()
             exchange = await chat.send("Is anyone there?")
-            await asyncio.to_thread(run.start_middleware)
+            await asyncio.to_thread(bot.restart_middleware)
             return exchange.final == plain(texts.error_connection), _short(exchange.final)
 
         await check("welcome", welcome)
@@ -149,7 +117,7 @@ async def _converse(run: SmokeRun, checks: list[Check], on_check: Callable[[Chec
             await check("  then a normal answer", recovered)
         await check("connection refused", refused)
         await check("  then a normal answer", recovered)
-        leaked = run.secret in transcript(chat.events)
+        leaked = bot.secret in transcript(chat.events)
         _record(checks, on_check, Check("secret not sent to browser", not leaked, 0.0,
                                         f"{len(chat.events)} socket.io events"))
 
