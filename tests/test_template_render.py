@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import json
 import py_compile
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -148,3 +149,20 @@ def test_the_answers_file_holds_answers_only(rendered: Callable[[Path], Path]) -
     assert not any("secret" in key.lower() for key in stored)
     copier_questions = yaml.safe_load((REPO / "copier.yml").read_text(encoding="utf-8"))
     assert not any(isinstance(q, dict) and q.get("secret") for q in copier_questions.values())
+
+
+def test_a_rendered_project_installs_and_passes_in_a_fresh_environment(rendered: Callable[[Path], Path],
+                                                                       tmp_path: Path) -> None:
+    """What a brand owner types: a new venv, `pip install -r requirements-dev.txt`, `pytest`."""
+    project = tmp_path / "project"
+    shutil.copytree(rendered(REPO / "examples/minimal.yml"), project,
+                    ignore=shutil.ignore_patterns(".files", "__pycache__", ".pytest_cache"))
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    installed = subprocess.run([str(venv / "bin/pip"), "install", "-q", "-r", "requirements-dev.txt"], cwd=project,
+                               capture_output=True, text=True, timeout=900)
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    tested = subprocess.run([str(venv / "bin/python"), "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=project,
+                            capture_output=True, text=True, timeout=600)
+    assert tested.returncode == 0, tested.stdout[-3000:]
+    assert " passed" in tested.stdout and " failed" not in tested.stdout

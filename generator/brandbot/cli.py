@@ -327,7 +327,10 @@ def bench(
         benchmark.write_json(results, json_out)
         console.print(f"figures written to {json_out}", highlight=False)
     if plot_out and results.get("sweep"):
-        benchmark.plot(results, plot_out)
+        try:
+            benchmark.plot(results, plot_out)
+        except ImportError:
+            raise fail("--plot needs matplotlib: pip install 'brandbot[dev]'") from None
         console.print(f"plot written to {plot_out}", highlight=False)
 
 
@@ -391,6 +394,8 @@ def screenshots(
             saved = screenshot(project, out / f"{slug}.png")
         except (BrowserMissing, ServiceError) as error:
             raise fail(str(error)) from None
+        except ImportError:
+            raise fail("screenshots need Playwright: pip install 'brandbot[dev]'") from None
         console.print(f"{brand_file.stem}: {saved}", markup=False, highlight=False)
 
 
