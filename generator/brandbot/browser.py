@@ -53,17 +53,3 @@ def send(page: Any, text: str) -> None:
     composer.click()
     page.keyboard.type(text)
     page.keyboard.press("Enter")
-
-
-def wait_until_idle(page: Any, timeout_ms: float = 30_000) -> None:
-    """Wait until the bot has finished answering (the stop button turns back into send)."""
-    page.locator("#chat-submit").wait_for(state="visible", timeout=timeout_ms)
-    page.wait_for_function("() => !document.querySelector('#stop-button')", timeout=timeout_ms)
-
-
-def message_texts(page: Any) -> list[tuple[str, str]]:
-    """(type, visible text) of every step shown, in order."""
-    return page.evaluate(
-        "() => [...document.querySelectorAll('[data-step-type]')]"
-        ".map(node => [node.getAttribute('data-step-type'), node.innerText])"
-    )
