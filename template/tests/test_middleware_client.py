@@ -105,7 +105,7 @@ async def test_no_complete_answer_in_time_is_a_timeout(middleware: MiddlewareDou
             await client.ask("x", [])
     finally:
         await client.aclose()
-    assert 0.4 < time.monotonic() - started < 5  # the deadline fired, not the 30 s default
+    assert 0.4 < time.monotonic() - started < 5  # the 0.5 s deadline fired (room for a busy machine)
     assert raised.value.text_id == "error_timeout"
 
 
