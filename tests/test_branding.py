@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import colorsys
 import json
+import re
 import subprocess
 import sys
 import tomllib
@@ -171,3 +172,12 @@ def test_a_bad_logo_is_a_clear_error(tmp_path: Path, name: str, data: bytes | No
         assert f"{brand_file}: logo: " in result.stderr and problem in result.stderr
         assert "Traceback" not in result.stderr
     assert not (tmp_path / "bot").exists()
+
+
+def test_the_language_rule_lists_exactly_the_shipped_translations() -> None:
+    source = (REPO / "validators.jinja").read_text(encoding="utf-8")
+    listed = re.search(r"set LANGUAGES = \[(.*?)\]", source, re.DOTALL)
+    assert listed is not None
+    languages = sorted(re.findall(r"'([^']+)'", listed.group(1)))
+    shipped = sorted(path.stem for path in (REPO / "template/.chainlit/translations").glob("*.json"))
+    assert languages == shipped
