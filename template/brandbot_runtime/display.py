@@ -19,16 +19,19 @@ _BARE_URL = re.compile(r"(?:https?://|www\.)[^\s<]*", re.IGNORECASE)
 _ENTITY = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
 
 
-_PUNCTUATION = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
+_ESCAPE_ALL = str.maketrans({char: "\\" + char for char in "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"})
+_EATEN = re.compile(r"[:<&]")  # the only characters as_sent ever escapes
 
 
 def plain(text: str) -> str:
     """`text` with every ASCII punctuation character escaped, so markdown shows it as it is."""
-    return "".join("\\" + char if char in _PUNCTUATION else char for char in text)
+    return text.translate(_ESCAPE_ALL)
 
 
 def as_sent(markdown: str) -> str:
     """`markdown` with directive colons, HTML and entities escaped outside code blocks and spans."""
+    if _EATEN.search(markdown) is None:
+        return markdown  # most answers: nothing markdown would eat
     out: list[str] = []
     fence: str | None = None
     for line in markdown.splitlines(keepends=True):
