@@ -253,8 +253,11 @@ def demo(
 
 
 def _print_demo_guide(answers: dict, out: Path, port: int, log_dir: Path) -> None:
+    from .project import category_label
+
     resolved = resolved_answers(answers)
-    labels = [(details or {}).get("label") or category for category, details in resolved["categories"].items()]
+    labels = [category_label(category, (details or {}).get("label"))
+              for category, details in resolved["categories"].items()]
     console.print(f"\n[bold]{resolved['brand_name']}[/bold] bot is running: [link]http://localhost:{port}[/link]\n",
                   highlight=False)
     console.print("Try asking:", highlight=False)

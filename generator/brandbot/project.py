@@ -14,6 +14,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from .paths import project_template
+
 
 class ProjectError(Exception):
     """The directory is not a rendered brandbot project, or its brand file is broken."""
@@ -33,6 +35,13 @@ def runtime_module(project: Path, name: str) -> ModuleType:
         sys.modules[package] = module
         spec.loader.exec_module(module)
     return importlib.import_module(f"{package}.{name}")
+
+
+def category_label(category_id: str, label: str | None = None) -> str:
+    """The label a bot announces for a specialist category: its own, or the runtime's rule for the id."""
+    if label:
+        return label
+    return runtime_module(project_template(), "brand").words_of(category_id)
 
 
 def load_brand(project: Path) -> Any:

@@ -29,6 +29,7 @@ from starlette.routing import Route
 
 from .brand_file import load_answers
 from .paths import contract_schema
+from .project import category_label
 from .validation import resolved_answers
 
 _WORD = re.compile(r"[^\W_]+")
@@ -100,11 +101,6 @@ def words(text: str) -> set[str]:
     return {_fold_accents(word) for word in found}
 
 
-def camel_words(identifier: str) -> str:
-    """A readable name for a category id, for the canned answers."""
-    return " ".join(_CAMEL.sub(" ", re.sub(r"[_.-]+", " ", identifier)).split())
-
-
 def _fold_accents(word: str) -> str:
     return "".join(ch for ch in unicodedata.normalize("NFKD", word) if not unicodedata.combining(ch))
 
@@ -124,7 +120,7 @@ def desks_for(answers: dict[str, Any]) -> list[Desk]:
     language = answers.get("language", "en-US")
     found = []
     for category, details in (answers.get("categories") or {}).items():
-        label = (details or {}).get("label") or camel_words(category)
+        label = category_label(category, (details or {}).get("label"))
         own = words(category) | words(label)
         keywords = set(own)
         answer = _in(language, _GENERIC).replace("{label}", label)

@@ -44,8 +44,8 @@ class Texts(BaseModel):
     retry: str
 
     def specialist(self, label: str) -> str:
-        """The transition status for a specialist; `{label}` is the only placeholder."""
-        return self.specialist_transition.replace("{label}", label)
+        """The transition status for a specialist; `{label}` is its only placeholder."""
+        return self.render("specialist_transition", {"label": label})
 
     def render(self, text_id: str, values: dict[str, str]) -> str:
         """A text with its `{name}` placeholders filled; any other brace stays as written."""

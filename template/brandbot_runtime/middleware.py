@@ -23,9 +23,6 @@ import httpx
 from .history import Turn
 from .transport import AiohttpTransport
 
-# httpx logs every request URL at INFO; the URL is the operator's business, not the log's.
-logging.getLogger("httpx").setLevel(logging.WARNING)
-
 
 @dataclass(frozen=True, slots=True)
 class Reply:
@@ -68,14 +65,15 @@ class MiddlewareStatusError(MiddlewareError):
 
 
 # status -> (text the customer sees, log level, what the operator should do)
+_REJECTED = ("error_rejected", logging.WARNING, " (the middleware refused this request)")
+_WRONG_SECRET = ("error_unavailable", logging.ERROR,
+                 ": the middleware refused the secret; check BACKEND_API_SECRET and the brand's auth_header")
 _STATUS_MEANING: dict[int, tuple[str, int, str]] = {
-    400: ("error_rejected", logging.WARNING, " (the middleware refused this request)"),
-    401: ("error_unavailable", logging.ERROR, ": the middleware refused the secret; check BACKEND_API_SECRET and "
-                                              "the brand's auth_header"),
-    403: ("error_unavailable", logging.ERROR, ": the middleware refused the secret; check BACKEND_API_SECRET and "
-                                              "the brand's auth_header"),
+    400: _REJECTED,
+    401: _WRONG_SECRET,
+    403: _WRONG_SECRET,
     404: ("error_unavailable", logging.ERROR, ": no chat endpoint there; check BACKEND_API_URL"),
-    422: ("error_rejected", logging.WARNING, " (the middleware refused this request)"),
+    422: _REJECTED,
     429: ("error_rate_limited", logging.WARNING, " (rate limited)"),
     500: ("error_service_unavailable", logging.WARNING, ""),
     504: ("error_timeout", logging.WARNING, " (the middleware's own upstream timed out)"),
@@ -172,9 +170,7 @@ class MiddlewareClient:
                     body = await self._read_body(response)
                 finally:
                     await response.aclose()
-        except TimeoutError:
-            raise MiddlewareTimeout(f"no complete answer within {self._timeout_seconds:g} s") from None
-        except httpx.TimeoutException:
+        except (TimeoutError, httpx.TimeoutException):
             raise MiddlewareTimeout(f"no complete answer within {self._timeout_seconds:g} s") from None
         except httpx.TransportError as error:
             raise MiddlewareUnreachable(f"connection failed: {_describe_transport_error(error)}") from None
