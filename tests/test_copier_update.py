@@ -8,12 +8,15 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import yaml
-from packaging.version import Version
 
-from .conftest import REPO
+from .conftest import DATA, REPO
+from .freeze_release import TEMPLATE_PARTS
+
+RELEASE_BUNDLE = DATA / "previous-release.bundle"
 
 COPIER = [sys.executable, "-m", "copier"]
 
@@ -23,13 +26,39 @@ def git(*args: str, cwd: Path) -> str:
                           check=True, capture_output=True, text=True).stdout
 
 
-def previous_release() -> str:
-    """The newest vX.Y.Z tag that is not the commit under test."""
-    head = git("rev-parse", "HEAD", cwd=REPO).strip()
-    tags = [tag for tag in git("tag", "--list", "v*", cwd=REPO).split() if re.fullmatch(r"v\d+\.\d+\.\d+", tag)]
-    older = [tag for tag in tags if git("rev-list", "-n", "1", tag, cwd=REPO).strip() != head]
-    assert older, "no earlier release tag (vX.Y.Z) in this clone; fetch the tags"
-    return max(older, key=lambda tag: Version(tag[1:]))
+def checkout_template(destination: Path) -> None:
+    """Copy this checkout's template parts (tracked files and new ones not ignored) to `destination`."""
+    listed = git("ls-files", "--cached", "--others", "--exclude-standard", "-z", "--", *TEMPLATE_PARTS, cwd=REPO)
+    for name in filter(None, listed.split("\0")):
+        if (REPO / name).is_file():
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, destination / name)
+
+
+def template_with_history(tmp_path: Path) -> tuple[Path, str]:
+    """A template repository holding the previous release as it shipped, then this checkout on top.
+
+    The release comes from tests/data/previous-release.bundle, not from this clone's tags: a CI
+    clone carries neither tags nor, possibly, history."""
+    source = tmp_path / "brandbot"
+    git("clone", "-q", str(RELEASE_BUNDLE), str(source), cwd=tmp_path)
+    release = git("describe", "--tags", "--abbrev=0", cwd=source).strip()
+    for part in TEMPLATE_PARTS:
+        shutil.rmtree(source / part, ignore_errors=True)
+        (source / part).unlink(missing_ok=True)
+    checkout_template(source)
+    git("add", "-A", cwd=source)
+    git("commit", "-qm", "the template under test", cwd=source)
+    return source, release
+
+
+def test_the_preserved_release_is_the_one_before_this_version(tmp_path: Path) -> None:
+    """The bundle must be refreshed at each release (python -m tests.freeze_release vX.Y.Z)."""
+    version = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
+    released = re.findall(r"^## (\d+\.\d+\.\d+)", (REPO / "CHANGELOG.md").read_text(encoding="utf-8"), re.MULTILINE)
+    assert released[0] == version, "CHANGELOG.md's newest entry is not pyproject's version"
+    _, release = template_with_history(tmp_path)
+    assert release == f"v{released[1]}", f"the preserved release is {release}, the previous one is {released[1]}"
 
 
 def run(command: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -37,10 +66,10 @@ def run(command: list[str], cwd: Path | None = None) -> subprocess.CompletedProc
 
 
 def test_an_owners_bot_updates_from_the_previous_release(tmp_path: Path) -> None:
-    release = previous_release()
+    source, release = template_with_history(tmp_path)
     bot = tmp_path / "acme-bot"
     made = run([*COPIER, "copy", "--vcs-ref", release, "--defaults", "--data-file",
-                str(REPO / "examples/retail.yml"), str(REPO), str(bot)])
+                str(REPO / "examples/retail.yml"), str(source), str(bot)])
     assert made.returncode == 0, made.stderr
     git("init", "-q", "-b", "main", cwd=bot)
     git("add", "-A", cwd=bot)
@@ -72,12 +101,12 @@ def test_an_owners_bot_updates_from_the_previous_release(tmp_path: Path) -> None
     brand_toml = (bot / "brand.toml").read_text(encoding="utf-8")
     assert 'thinking = "One moment..."' in brand_toml
     # ...and the template's changes arrived: the runtime is today's, byte for byte.
-    for source in (REPO / "template").rglob("*.py"):
-        if "__pycache__" not in source.parts:
-            relative = source.relative_to(REPO / "template")
-            assert (bot / relative).read_bytes() == source.read_bytes(), relative
+    for module in (REPO / "template").rglob("*.py"):
+        if "__pycache__" not in module.parts:
+            relative = module.relative_to(REPO / "template")
+            assert (bot / relative).read_bytes() == module.read_bytes(), relative
     answers = yaml.safe_load((bot / ".copier-answers.yml").read_text(encoding="utf-8"))
-    assert answers["_commit"] != release and answers["brand_name"] == "Northwind Outfitters"
+    assert answers["_commit"].startswith(f"{release}-1-g") and answers["brand_name"] == "Northwind Outfitters"
     # The updated bot passes its own tests (the owner's among them).
     result = run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=bot)
     assert result.returncode == 0, result.stdout[-3000:]
@@ -94,13 +123,8 @@ def _release(template: Path, tag: str) -> None:
 def test_a_renamed_question_carries_its_answer_forward(tmp_path: Path) -> None:
     """A future release renames bot_role to assistant_role; its migration moves the old answer."""
     template = tmp_path / "template-repo"
-    for name in ("copier.yml", "validators.jinja", "migrations", "template"):
-        source = REPO / name
-        if source.is_dir():
-            shutil.copytree(source, template / name, ignore=shutil.ignore_patterns("__pycache__", ".files"))
-        else:
-            template.mkdir(exist_ok=True)
-            shutil.copy(source, template / name)
+    template.mkdir()
+    checkout_template(template)
     git("init", "-q", "-b", "main", cwd=template)
     _release(template, "v1.0.0")
 

@@ -1,0 +1,50 @@
+"""Preserve a release's template as a git bundle for the `copier update` test.
+
+The update test must start from the previous release, but a clone need not carry tags (CI clones
+the submitted branch only) or even history. So the release's template files travel with the
+repository: `python -m tests.freeze_release v0.4.0` (run after tagging a release, before the next
+one) writes tests/data/previous-release.bundle, one commit tagged with the release's name.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BUNDLE = REPO / "tests" / "data" / "previous-release.bundle"
+#: What copier reads from the template repository; the rest of the tree plays no part in an update.
+TEMPLATE_PARTS = ("copier.yml", "validators.jinja", "template", "migrations")
+
+
+def _git(*args: str, cwd: Path, stdout: int | None = None) -> subprocess.CompletedProcess[bytes]:
+    fixed_date = {"GIT_AUTHOR_DATE": "2000-01-01T00:00:00Z", "GIT_COMMITTER_DATE": "2000-01-01T00:00:00Z"}
+    return subprocess.run(["git", "-c", "user.name=brandbot", "-c", "user.email=release@brandbot.invalid", *args],
+                          cwd=cwd, check=True, stdout=stdout, env={**os.environ, **fixed_date})
+
+
+def freeze(tag: str, bundle: Path = BUNDLE) -> None:
+    """Write `bundle`: the template parts of `tag` as one commit, tagged `tag`."""
+    archive = _git("archive", "--format=tar", tag, *TEMPLATE_PARTS, cwd=REPO, stdout=subprocess.PIPE).stdout
+    with tempfile.TemporaryDirectory() as scratch:
+        work = Path(scratch)
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(work, filter="data")
+        _git("init", "-q", "-b", "main", cwd=work)
+        _git("add", "-A", cwd=work)
+        _git("commit", "-qm", f"brandbot {tag}: the template as released", cwd=work)
+        _git("tag", "-a", tag, "-m", f"brandbot {tag}", cwd=work)
+        bundle.parent.mkdir(parents=True, exist_ok=True)
+        _git("bundle", "create", "-q", str(bundle), "HEAD", "main", tag, cwd=work)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m tests.freeze_release vX.Y.Z")
+    freeze(sys.argv[1])
+    print(f"wrote {BUNDLE.relative_to(REPO)} from {sys.argv[1]}")
