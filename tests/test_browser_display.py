@@ -138,6 +138,18 @@ def test_markdown_still_renders(chat_page: Page, scripted_bot: tuple) -> None:
     expect(content.locator("code")).to_have_text("0800:123")
 
 
+def test_code_blocks_show_every_character_and_nothing_more(chat_page: Page, scripted_bot: tuple) -> None:
+    reply = ("Settings:\n\n    host:port <default> &amp;\n\n"
+             "```\nRef:QX-77 <b>\n```\n\n"
+             "1. Open the app\n\n    then pick Orders:Recent\n")
+    content = shown_reply(chat_page, scripted_bot[1], reply)
+    blocks = content.locator("code")  # Chainlit shows a code block as a card around a <code>
+    expect(blocks).to_have_count(2)
+    assert [block.strip() for block in blocks.all_inner_texts()] == [
+        "host:port <default> &amp;", "Ref:QX-77 <b>"]
+    expect(content.locator("li")).to_contain_text("then pick Orders:Recent")
+
+
 def test_html_in_a_reply_shows_as_text_and_never_runs(chat_page: Page, scripted_bot: tuple) -> None:
     reply = ('<img src="x" onerror="window.__pwned = 1"> <script>window.__pwned = 2</script> '
              '<a href="javascript:window.__pwned=3">click</a>')

@@ -7,13 +7,20 @@ those characters with markdown backslash escapes, outside code, so the customer 
 character of a markdown text (the middleware's answers, the welcome) while bold, lists and
 links still work. `plain` escapes every markdown character, for texts that are not markdown
 (labels, the bot's own status and error texts).
+
+Code is shown as written, so nothing inside it is escaped. Which lines are code (fenced or
+indented blocks, inside lists or not) is CommonMark's decision, so markdown-it-py, a CommonMark
+parser, makes it; it runs only for texts that have a fence or an indented line.
 """
 
 from __future__ import annotations
 
 import re
 
-_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+from markdown_it import MarkdownIt
+
+_BLOCKS = MarkdownIt("commonmark").disable("inline")  # block structure only: where the code is
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")  # lines as CommonMark counts them
 _AUTOLINK = re.compile(r"<(?:[A-Za-z][A-Za-z0-9+.-]{1,31}:[^\s<>]*|[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+)>")
 _BARE_URL = re.compile(r"(?:https?://|www\.)[^\s<]*", re.IGNORECASE)
 _ENTITY = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
@@ -32,21 +39,20 @@ def as_sent(markdown: str) -> str:
     """`markdown` with directive colons, HTML and entities escaped outside code blocks and spans."""
     if _EATEN.search(markdown) is None:
         return markdown  # most answers: nothing markdown would eat
-    out: list[str] = []
-    fence: str | None = None
-    for line in markdown.splitlines(keepends=True):
-        opening = _FENCE.match(line)
-        if fence is not None:
-            out.append(line)
-            if opening and opening.group(1)[0] == fence[0] and len(opening.group(1)) >= len(fence):
-                fence = None
-            continue
-        if opening:
-            fence = opening.group(1)
-            out.append(line)
-            continue
-        out.append(_escape_inline(line))
-    return "".join(out)
+    code = _code_lines(markdown)
+    return "".join(line if number in code else _escape_inline(line)
+                    for number, line in enumerate(_LINE.findall(markdown)))
+
+
+def _code_lines(markdown: str) -> set[int]:
+    """Numbers of the lines that belong to a fenced or indented code block."""
+    if not any(mark in markdown for mark in ("```", "~~~", "    ", "\t")):
+        return set()  # no fence and no indented line: no code block
+    lines: set[int] = set()
+    for token in _BLOCKS.parse(markdown):
+        if token.type in ("fence", "code_block") and token.map:
+            lines.update(range(*token.map))
+    return lines
 
 
 def _escape_inline(line: str) -> str:

@@ -27,6 +27,13 @@ from brandbot_runtime.display import as_sent, plain
         ("`code a:b <i>` and ``x`y:z``", "`code a:b <i>` and ``x`y:z``"),
         ("```\nkey:value <tag>\n```\nafter:it", "```\nkey:value <tag>\n```\nafter\\:it"),
         ("~~~yaml\na:b\n~~~", "~~~yaml\na:b\n~~~"),
+        ("Config:\n\n    key:value <tag>\n\nafter:it", "Config:\n\n    key:value <tag>\n\nafter\\:it"),
+        ("x\n\n\tcode a:b", "x\n\n\tcode a:b"),
+        ("Text a:b\n    more c:d", "Text a\\:b\n    more c\\:d"),  # a paragraph goes on: not code
+        ("1. step\n\n    note:this\n", "1. step\n\n    note\\:this\n"),  # the list item goes on: not code
+        ("- run:\n  ```\n  a:b\n  ```\n- b:c", "- run:\n  ```\n  a:b\n  ```\n- b\\:c"),
+        ("> quote:x\n>\n>     code:y", "> quote\\:x\n>\n>     code:y"),
+        ("a:b\r\n```\r\nc:d\r\n```\r\ne:f", "a\\:b\r\n```\r\nc:d\r\n```\r\ne\\:f"),
         ("already \\: escaped", "already \\: escaped"),
         ("- one:two\n- three", "- one\\:two\n- three"),
         ("unclosed `tick a:b", "unclosed `tick a\\:b"),
