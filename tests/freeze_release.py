@@ -2,7 +2,7 @@
 
 The update test must start from the previous release, but a clone need not carry tags (CI clones
 the submitted branch only) or even history. So the release's template files travel with the
-repository: `python -m tests.freeze_release v0.4.0` (run after tagging a release, before the next
+repository: `python -m tests.freeze_release vX.Y.Z` (run after tagging a release, before the next
 one) writes tests/data/previous-release.bundle, one commit tagged with the release's name.
 """
 

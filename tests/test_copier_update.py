@@ -8,10 +8,11 @@ import re
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import yaml
+
+import brandbot
 
 from .conftest import DATA, REPO
 from .freeze_release import TEMPLATE_PARTS
@@ -54,9 +55,9 @@ def template_with_history(tmp_path: Path) -> tuple[Path, str]:
 
 def test_the_preserved_release_is_the_one_before_this_version(tmp_path: Path) -> None:
     """The bundle must be refreshed at each release (python -m tests.freeze_release vX.Y.Z)."""
-    version = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
+    version = brandbot.__version__
     released = re.findall(r"^## (\d+\.\d+\.\d+)", (REPO / "CHANGELOG.md").read_text(encoding="utf-8"), re.MULTILINE)
-    assert released[0] == version, "CHANGELOG.md's newest entry is not pyproject's version"
+    assert released[0] == version, "CHANGELOG.md's newest entry is not brandbot's version"
     _, release = template_with_history(tmp_path)
     assert release == f"v{released[1]}", f"the preserved release is {release}, the previous one is {released[1]}"
 
