@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import tempfile
-import tomllib
 from pathlib import Path
 
 from .browser import chromium, send
 from .processes import start_bot
+from .project import load_brand
 
 
 def screenshot(project: Path, destination: Path, *, width: int = 900, height: int = 720) -> Path:
     """Run the project, click its first starter (or ask a question), and save the page as PNG."""
     from playwright.sync_api import expect
 
-    brand = tomllib.loads((project / "brand.toml").read_text(encoding="utf-8"))
+    brand = load_brand(project)
     bot = start_bot(project, log_dir=Path(tempfile.mkdtemp(prefix="brandbot-shot-")),
                     app_env={"TRANSITION_DELAY_SECONDS": "0"})
     try:
@@ -23,14 +23,13 @@ def screenshot(project: Path, destination: Path, *, width: int = 900, height: in
             page.goto(bot.app.base_url)
             answers = page.locator('[data-step-type="assistant_message"]')
             expect(answers.first).to_be_visible(timeout=20_000)
-            if brand["starters"]:
-                starter = brand["starters"][0]
-                page.get_by_role("button", name=starter["label"], exact=True).click()
+            if brand.starters:
+                page.get_by_role("button", name=brand.starters[0].label, exact=True).click()
             else:
-                category = next(iter(brand["categories"]), "General")
+                category = next(iter(brand.categories), "General")
                 send(page, f"simulate category {category}: I have a question")
             expect(answers).to_have_count(2, timeout=20_000)
-            expect(answers.last).not_to_have_text(brand["texts"]["thinking"], timeout=20_000)
+            expect(answers.last).not_to_have_text(brand.texts.thinking, timeout=20_000)
             page.wait_for_timeout(600)  # let the last message finish its fade-in
             page.evaluate("() => document.querySelectorAll('*').forEach(node => { node.scrollTop = 0; })")
             page.wait_for_timeout(200)
