@@ -9,8 +9,9 @@ links still work. `plain` escapes every markdown character, for texts that are n
 (labels, the bot's own status and error texts).
 
 Code is shown as written, so nothing inside it is escaped. Which lines are code (fenced or
-indented blocks, inside lists or not) is CommonMark's decision, so markdown-it-py, a CommonMark
-parser, makes it; it runs only for texts that have a fence or an indented line.
+indented blocks, inside lists or not) and which lines form one paragraph (a code span may cross
+them) is CommonMark's decision, so markdown-it-py, a CommonMark parser, makes it; it runs only
+for texts that could hold a code block or a code span over several lines.
 """
 
 from __future__ import annotations
@@ -19,10 +20,13 @@ import re
 
 from markdown_it import MarkdownIt
 
-_BLOCKS = MarkdownIt("commonmark").disable("inline")  # block structure only: where the code is
+# Block structure only (where code and paragraphs are), with GitHub's tables as Chainlit has them,
+# and HTML read as text, since that is how as_sent shows it (an escaped `<` opens no HTML block).
+_BLOCKS = MarkdownIt("commonmark").enable("table").disable(["inline", "html_block"])
 _LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")  # lines as CommonMark counts them
 _AUTOLINK = re.compile(r"<(?:[A-Za-z][A-Za-z0-9+.-]{1,31}:[^\s<>]*|[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+)>")
 _BARE_URL = re.compile(r"(?:https?://|www\.)[^\s<]*", re.IGNORECASE)
+_TICKS = re.compile(r"`+")
 _ENTITY = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
 
 
@@ -39,24 +43,42 @@ def as_sent(markdown: str) -> str:
     """`markdown` with directive colons, HTML and entities escaped outside code blocks and spans."""
     if _EATEN.search(markdown) is None:
         return markdown  # most answers: nothing markdown would eat
-    code = _code_lines(markdown)
-    return "".join(line if number in code else _escape_inline(line)
-                    for number, line in enumerate(_LINE.findall(markdown)))
+    lines = _LINE.findall(markdown)
+    code, paragraphs = _structure(markdown)
+    out: list[str] = []
+    number = 0
+    while number < len(lines):
+        if number in code:
+            out.append(lines[number])
+            number += 1
+            continue
+        end = paragraphs.get(number, number + 1)  # a code span may cross the lines of a paragraph
+        out.append(_escape_inline("".join(lines[number:end])))
+        number = end
+    return "".join(out)
 
 
-def _code_lines(markdown: str) -> set[int]:
-    """Numbers of the lines that belong to a fenced or indented code block."""
-    if not any(mark in markdown for mark in ("```", "~~~", "    ", "\t")):
-        return set()  # no fence and no indented line: no code block
-    lines: set[int] = set()
+def _structure(markdown: str) -> tuple[set[int], dict[int, int]]:
+    """The numbers of the lines in code blocks, and where each paragraph of several lines ends."""
+    may_have_code_block = any(mark in markdown for mark in ("```", "~~~", "    ", "\t"))
+    may_have_long_code_span = "`" in markdown and ("\n" in markdown or "\r" in markdown)
+    if not (may_have_code_block or may_have_long_code_span):
+        return set(), {}  # one line at a time is exact
+    code: set[int] = set()
+    paragraphs: dict[int, int] = {}
     for token in _BLOCKS.parse(markdown):
-        if token.type in ("fence", "code_block") and token.map:
-            lines.update(range(*token.map))
-    return lines
+        if token.map is None:
+            continue
+        start, end = token.map
+        if token.type in ("fence", "code_block"):
+            code.update(range(start, end))
+        elif token.type == "inline" and end - start > 1:
+            paragraphs[start] = end
+    return code, paragraphs
 
 
 def _escape_inline(line: str) -> str:
-    """Escape one line, leaving code spans, autolinks and bare URLs as they are."""
+    """Escape one line or paragraph, leaving code spans, autolinks and bare URLs as they are."""
     out: list[str] = []
     index = 0
     length = len(line)
@@ -67,17 +89,11 @@ def _escape_inline(line: str) -> str:
             index += 2
             continue
         if char == "`":
-            run = len(line[index:]) - len(line[index:].lstrip("`"))
-            ticks = line[index:index + run]
-            close = line.find(ticks, index + run)
-            while close != -1 and line[close + run:close + run + 1] == "`":
-                close = line.find(ticks, close + run + 1)
-            if close != -1:
-                out.append(line[index:close + run])
-                index = close + run
-                continue
-            out.append(ticks)
-            index += run
+            opening = _TICKS.match(line, index).group()  # type: ignore[union-attr]  # a run starts here
+            close = next((run.end() for run in _TICKS.finditer(line, index + len(opening))
+                          if len(run.group()) == len(opening)), None)  # a code span ends on a run as long
+            out.append(line[index:close] if close else opening)
+            index = close or index + len(opening)
             continue
         if char in "hHwW" and (index == 0 or not line[index - 1].isalnum()):
             url = _BARE_URL.match(line, index)

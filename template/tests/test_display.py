@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from markdown_it import MarkdownIt
 
 from brandbot_runtime.display import as_sent, plain
+
+COMMONMARK = MarkdownIt("commonmark")
+HTML_AS_TEXT = MarkdownIt("commonmark").disable("html_block")  # how a reply reads when its HTML shows as text
+#: Markdown's structure characters, in runs: fences, indentation, lists, quotes, and what is escaped.
+MARKDOWN_PIECES = st.lists(st.sampled_from(["\n", "\n\n", " ", "    ", "\t", "```", "~~~", "`", "- ", "1. ", "> ",
+                                            ":", "a:b", "<b>", "&amp;", "&", "x", "Ref", "é", "🚀"]),
+                           max_size=30).map("".join)
 
 
 @pytest.mark.parametrize(
@@ -34,6 +44,11 @@ from brandbot_runtime.display import as_sent, plain
         ("- run:\n  ```\n  a:b\n  ```\n- b:c", "- run:\n  ```\n  a:b\n  ```\n- b\\:c"),
         ("> quote:x\n>\n>     code:y", "> quote\\:x\n>\n>     code:y"),
         ("a:b\r\n```\r\nc:d\r\n```\r\ne:f", "a\\:b\r\n```\r\nc:d\r\n```\r\ne\\:f"),
+        ("Use `git\nco:main` now:ok", "Use `git\nco:main` now\\:ok"),  # a code span over two lines
+        ("`a\n\nb:c`", "`a\n\nb\\:c`"),  # a blank line ends the paragraph: no code span
+        ("- `a\n- b:c`", "- `a\n- b\\:c`"),  # nor does one cross list items
+        ("`x ```a:b``` y:z", "`x ```a:b``` y\\:z"),  # a span closes on a run of its own length only
+        ("<b>\n```\na:b\n```", "\\<b>\n```\na:b\n```"),  # shown as text, HTML hides no fence
         ("already \\: escaped", "already \\: escaped"),
         ("- one:two\n- three", "- one\\:two\n- three"),
         ("unclosed `tick a:b", "unclosed `tick a\\:b"),
@@ -56,3 +71,19 @@ def test_plain_escapes_every_markdown_character(text: str) -> None:
         index += 1
     assert "".join(unescaped) == text
     assert all(escaped[i - 1] == "\\" for i, char in enumerate(escaped) if char in "*_[]#<&:`" and i > 0)
+
+
+def code_of(markdown: str, reader: MarkdownIt = COMMONMARK) -> list[tuple[str, str]]:
+    """The code blocks and spans `reader` finds in `markdown`, with their contents."""
+    blocks = reader.parse(markdown)
+    tokens = [*blocks, *(inline for block in blocks for inline in block.children or [])]
+    return [(token.type, token.content) for token in tokens if token.type in ("fence", "code_block", "code_inline")]
+
+
+@settings(max_examples=400, deadline=None)
+@given(MARKDOWN_PIECES)
+def test_as_sent_only_adds_backslashes_and_never_inside_code(written: str) -> None:
+    shown = as_sent(written)
+    assert shown.replace("\\", "") == written  # nothing lost, nothing else added
+    assert code_of(shown) == code_of(written, HTML_AS_TEXT)  # code keeps its exact contents
+    assert as_sent(shown) == shown  # what it wrote is already safe
