@@ -20,6 +20,15 @@ DATA = Path(__file__).parent / "data"
 EXAMPLES = sorted(examples_dir().glob("*.yml"))
 HOSTILE = DATA / "hostile.yml"
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+#: Folders of local state (uploads, caches, venvs) that a project's .gitignore lists: not project files.
+LOCAL_STATE = tuple(line.rstrip("/") for line in (REPO / "template/.gitignore").read_text(encoding="utf-8").split()
+                    if line.endswith("/"))
+skip_local_state = shutil.ignore_patterns(*LOCAL_STATE)
+
+
+def is_local_state(path: Path) -> bool:
+    """Whether `path` lies in one of the LOCAL_STATE folders."""
+    return not set(LOCAL_STATE).isdisjoint(path.parts)
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +84,7 @@ def scratch_template(tmp_path: Path) -> Callable[[], Path]:
 
     def make() -> Path:
         copy = tmp_path / "template-copy"
-        shutil.copytree(REPO / "template", copy / "template",
-                        ignore=shutil.ignore_patterns("__pycache__", ".files", ".pytest_cache", ".ruff_cache"))
+        shutil.copytree(REPO / "template", copy / "template", ignore=skip_local_state)
         shutil.copy(REPO / "copier.yml", copy / "copier.yml")
         shutil.copy(REPO / "validators.jinja", copy / "validators.jinja")
         return copy
@@ -88,7 +96,7 @@ def rendered_files(project: Path) -> dict[str, str]:
     """Every text file of a rendered project, by relative path."""
     files = {}
     for path in sorted(project.rglob("*")):
-        if path.is_file() and ".files" not in path.parts and "__pycache__" not in path.parts:
+        if path.is_file() and not is_local_state(path.relative_to(project)):
             files[str(path.relative_to(project))] = path.read_text(encoding="utf-8")
     return files
 

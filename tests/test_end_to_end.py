@@ -16,7 +16,7 @@ from brandbot.chat_client import ChainlitChat, transcript
 from brandbot.processes import RunningBot, start_bot
 from brandbot.project import runtime_module
 
-from .conftest import EXAMPLES, HOSTILE, rendered_files
+from .conftest import EXAMPLES, HOSTILE, is_local_state, rendered_files
 
 BRANDS = [path for path in EXAMPLES if path.stem == "retail"] + [HOSTILE]
 
@@ -48,9 +48,9 @@ def bot(request: pytest.FixtureRequest, rendered: Callable[[Path], Path],
 
 
 def project_snapshot(project: Path) -> dict[str, bytes]:
-    """Every file of the project but Chainlit's upload folder and Python's caches."""
+    """Every file of the project but local state (Chainlit's uploads, caches)."""
     return {str(path.relative_to(project)): path.read_bytes() for path in project.rglob("*")
-            if path.is_file() and not {".files", "__pycache__", ".pytest_cache"} & set(path.parts)}
+            if path.is_file() and not is_local_state(path.relative_to(project))}
 
 
 def run(coroutine):  # type: ignore[no-untyped-def]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import EXAMPLES, HOSTILE, example_id
+from .conftest import EXAMPLES, HOSTILE, example_id, skip_local_state
 
 
 def smoke(project: Path) -> subprocess.CompletedProcess[str]:
@@ -32,7 +32,7 @@ def test_every_example_passes_the_smoke_test(rendered: Callable[[Path], Path], b
 
 def test_a_broken_bot_fails_the_smoke_test(rendered: Callable[[Path], Path], tmp_path: Path) -> None:
     project = tmp_path / "broken"
-    shutil.copytree(rendered(EXAMPLES[0]), project, ignore=shutil.ignore_patterns(".files", "__pycache__"))
+    shutil.copytree(rendered(EXAMPLES[0]), project, ignore=skip_local_state)
     chat = project / "brandbot_runtime" / "chat.py"
     source = chat.read_text(encoding="utf-8")
     assert "status.content = plain(brand.texts.specialist(label))" in source

@@ -21,7 +21,7 @@ from jinja2.exceptions import UndefinedError
 from brandbot.assets import brand_assets
 from brandbot.brand_file import load_answers
 
-from .conftest import EXAMPLES, HOSTILE, REPO, example_id, rendered_files
+from .conftest import EXAMPLES, HOSTILE, REPO, example_id, rendered_files, skip_local_state
 
 COPIER = [sys.executable, "-m", "copier"]
 
@@ -156,7 +156,7 @@ def test_a_rendered_project_installs_and_passes_in_a_fresh_environment(rendered:
     """What a brand owner types: a new venv, `pip install -r requirements-dev.txt`, `pytest`."""
     project = tmp_path / "project"
     shutil.copytree(rendered(REPO / "examples/minimal.yml"), project,
-                    ignore=shutil.ignore_patterns(".files", "__pycache__", ".pytest_cache"))
+                    ignore=skip_local_state)
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     installed = subprocess.run([str(venv / "bin/pip"), "install", "-q", "-r", "requirements-dev.txt"], cwd=project,
