@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import tomllib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +17,8 @@ import pytest
 from brandbot.brand_file import load_answers
 from brandbot.browser import BrowserMissing, chromium
 from brandbot.paths import examples_dir, template_root
+from brandbot.processes import RunningBot
+from brandbot.project import runtime_module
 from brandbot.render import render_brand
 
 REPO = template_root()
@@ -90,6 +96,29 @@ def scratch_template(tmp_path: Path) -> Callable[[], Path]:
         return copy
 
     return make
+
+
+@dataclass
+class LiveBot:
+    """A running bot, with its project's files read the way a test checks them: as plain data,
+    independently of the runtime (its display module aside, which says how a text is shown)."""
+
+    running: RunningBot
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.running, name)
+
+    @cached_property
+    def brand(self) -> dict[str, Any]:
+        return tomllib.loads((self.running.project / "brand.toml").read_text(encoding="utf-8"))
+
+    @cached_property
+    def theme(self) -> dict[str, Any]:
+        return json.loads((self.running.project / "public/theme.json").read_text(encoding="utf-8"))
+
+    @cached_property
+    def display(self) -> Any:
+        return runtime_module(self.running.project, "display")
 
 
 def rendered_files(project: Path) -> dict[str, str]:

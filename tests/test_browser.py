@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import tomllib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,24 +12,12 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from brandbot.browser import send
-from brandbot.processes import RunningBot, start_bot
+from brandbot.processes import start_bot
 
-from .conftest import EXAMPLES, example_id
+from .conftest import EXAMPLES, LiveBot, example_id
 
 LATENCY_MS = 700  # long enough to see "Thinking..."
 TRANSITION_SECONDS = "1.2"  # long enough to see the specialist status
-
-
-@dataclass
-class LiveBot:
-    """A running bot with its brand file and theme as the test reads them."""
-
-    running: RunningBot
-    brand: dict
-    theme: dict
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.running, name)
 
 
 @pytest.fixture(scope="module", params=EXAMPLES, ids=example_id)
@@ -40,8 +26,7 @@ def bot(request: pytest.FixtureRequest, rendered: Callable[[Path], Path],
     project = rendered(request.param)
     running = start_bot(project, log_dir=tmp_path_factory.mktemp("browser-logs"), latency_ms=LATENCY_MS,
                         app_env={"TRANSITION_DELAY_SECONDS": TRANSITION_SECONDS, "REQUEST_TIMEOUT_SECONDS": "5"})
-    yield LiveBot(running, tomllib.loads((project / "brand.toml").read_text(encoding="utf-8")),
-                  json.loads((project / "public/theme.json").read_text(encoding="utf-8")))
+    yield LiveBot(running)
     running.stop()
 
 

@@ -4,33 +4,17 @@ real socket.io protocol, through welcome, general and specialist answers, every 
 from __future__ import annotations
 
 import asyncio
-import tomllib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from brandbot.chat_client import ChainlitChat, transcript
-from brandbot.processes import RunningBot, start_bot
-from brandbot.project import runtime_module
+from brandbot.processes import start_bot
 
-from .conftest import EXAMPLES, HOSTILE, is_local_state, rendered_files
+from .conftest import EXAMPLES, HOSTILE, LiveBot, is_local_state, rendered_files
 
 BRANDS = [path for path in EXAMPLES if path.stem == "retail"] + [HOSTILE]
-
-
-@dataclass
-class LiveBot:
-    """A running bot with its brand file as the test reads it."""
-
-    running: RunningBot
-    brand: dict
-    display: Any  # the project's own display module
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.running, name)
 
 
 @pytest.fixture(scope="module", params=BRANDS, ids=lambda path: path.stem)
@@ -40,8 +24,7 @@ def bot(request: pytest.FixtureRequest, rendered: Callable[[Path], Path],
     before = project_snapshot(project)
     settings = {"REQUEST_TIMEOUT_SECONDS": "1", "LOG_LEVEL": "DEBUG", "TRANSITION_DELAY_SECONDS": "0.3"}
     running = start_bot(project, log_dir=tmp_path_factory.mktemp("logs"), app_env=settings)
-    brand = tomllib.loads((project / "brand.toml").read_text(encoding="utf-8"))
-    yield LiveBot(running, brand, runtime_module(project, "display"))
+    yield LiveBot(running)
     assert running.stop() == 0, "chainlit did not stop cleanly on SIGINT"
     # The project ships every file Chainlit would otherwise write (config, translations, readme).
     assert project_snapshot(project) == before, "chainlit run changed the project's files"
