@@ -150,6 +150,12 @@ def test_code_blocks_show_every_character_and_nothing_more(chat_page: Page, scri
     expect(content.locator("li")).to_contain_text("then pick Orders:Recent")
 
 
+def test_a_table_cell_ends_a_code_span(chat_page: Page, scripted_bot: tuple) -> None:
+    reply = "| Ref | Part | Status |\n|---|---|---|\n| `QX | 77:ok` | shipped:today |"
+    content = shown_reply(chat_page, scripted_bot[1], reply)
+    expect(content.locator("td")).to_have_text(["`QX", "77:ok`", "shipped:today"])
+
+
 def test_html_in_a_reply_shows_as_text_and_never_runs(chat_page: Page, scripted_bot: tuple) -> None:
     reply = ('<img src="x" onerror="window.__pwned = 1"> <script>window.__pwned = 2</script> '
              '<a href="javascript:window.__pwned=3">click</a>')

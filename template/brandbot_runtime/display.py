@@ -17,6 +17,7 @@ for texts that could hold a code block or a code span over several lines.
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 
 from markdown_it import MarkdownIt
 
@@ -27,6 +28,7 @@ _LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")  # lines as CommonMark co
 _AUTOLINK = re.compile(r"<(?:[A-Za-z][A-Za-z0-9+.-]{1,31}:[^\s<>]*|[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+)>")
 _BARE_URL = re.compile(r"(?:https?://|www\.)[^\s<]*", re.IGNORECASE)
 _TICKS = re.compile(r"`+")
+_CELL_BORDER = re.compile(r"(?<!\\)\|")  # a table cell ends at a pipe that is not escaped
 _ENTITY = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
 
 
@@ -44,27 +46,42 @@ def as_sent(markdown: str) -> str:
     if _EATEN.search(markdown) is None:
         return markdown  # most answers: nothing markdown would eat
     lines = _LINE.findall(markdown)
-    code, paragraphs = _structure(markdown)
+    layout = _layout(markdown)
     out: list[str] = []
     number = 0
     while number < len(lines):
-        if number in code:
+        if number in layout.code:
             out.append(lines[number])
             number += 1
-            continue
-        end = paragraphs.get(number, number + 1)  # a code span may cross the lines of a paragraph
-        out.append(_escape_inline("".join(lines[number:end])))
-        number = end
+        elif number in layout.table:  # a code span ends at a cell's border
+            out.append("|".join(_escape_inline(cell) for cell in _CELL_BORDER.split(lines[number])))
+            number += 1
+        else:
+            end = layout.paragraphs.get(number, number + 1)  # a code span may cross a paragraph's lines
+            out.append(_escape_inline("".join(lines[number:end])))
+            number = end
     return "".join(out)
 
 
-def _structure(markdown: str) -> tuple[set[int], dict[int, int]]:
-    """The numbers of the lines in code blocks, and where each paragraph of several lines ends."""
+class _Layout(NamedTuple):
+    """Where a text's code blocks, table rows and paragraphs of several lines are, by line number."""
+
+    code: frozenset[int]
+    table: frozenset[int]
+    paragraphs: dict[int, int]  # first line -> the line after its last
+
+
+_ONE_LINE_AT_A_TIME = _Layout(frozenset(), frozenset(), {})
+
+
+def _layout(markdown: str) -> _Layout:
+    """The text's layout, as far as escaping needs it; parsed only when a line alone cannot tell."""
     may_have_code_block = any(mark in markdown for mark in ("```", "~~~", "    ", "\t"))
     may_have_long_code_span = "`" in markdown and ("\n" in markdown or "\r" in markdown)
     if not (may_have_code_block or may_have_long_code_span):
-        return set(), {}  # one line at a time is exact
+        return _ONE_LINE_AT_A_TIME
     code: set[int] = set()
+    table: set[int] = set()
     paragraphs: dict[int, int] = {}
     for token in _BLOCKS.parse(markdown):
         if token.map is None:
@@ -72,9 +89,11 @@ def _structure(markdown: str) -> tuple[set[int], dict[int, int]]:
         start, end = token.map
         if token.type in ("fence", "code_block"):
             code.update(range(start, end))
+        elif token.type == "table_open":
+            table.update(range(start, end))
         elif token.type == "inline" and end - start > 1:
             paragraphs[start] = end
-    return code, paragraphs
+    return _Layout(frozenset(code), frozenset(table), paragraphs)
 
 
 def _escape_inline(line: str) -> str:
