@@ -9,9 +9,10 @@ links still work. `plain` escapes every markdown character, for texts that are n
 (labels, the bot's own status and error texts).
 
 Code is shown as written, so nothing inside it is escaped. Which lines are code (fenced or
-indented blocks, inside lists or not) and which lines form one paragraph (a code span may cross
-them) is CommonMark's decision, so markdown-it-py, a CommonMark parser, makes it; it runs only
-for texts that could hold a code block or a code span over several lines.
+indented blocks, inside lists or not), which lines form one paragraph (a code span may cross
+them) and which are table rows (a code span ends at a cell's border) is CommonMark's and GitHub's
+decision, so markdown-it-py, a CommonMark parser, makes it; it runs only for texts that could
+hold a code block or a code span over several lines.
 """
 
 from __future__ import annotations
