@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tomllib
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import copier
 import pytest
 
 from brandbot.brand_file import load_answers
@@ -20,6 +24,8 @@ from brandbot.paths import examples_dir, template_root
 from brandbot.processes import RunningBot
 from brandbot.project import runtime_module
 from brandbot.render import render_brand
+
+from .freeze_release import TEMPLATE_PARTS
 
 REPO = template_root()
 DATA = Path(__file__).parent / "data"
@@ -84,16 +90,54 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Path], Path]
     return render
 
 
+def git(*args: str, cwd: Path) -> str:
+    """Run git with a test identity; its output."""
+    return subprocess.run(["git", "-c", "user.name=Owner", "-c", "user.email=owner@example.com", *args], cwd=cwd,
+                          check=True, capture_output=True, text=True).stdout
+
+
+def checkout_template(destination: Path) -> Path:
+    """Copy this checkout's template parts (tracked files and new ones not ignored) to `destination`."""
+    listed = git("ls-files", "--cached", "--others", "--exclude-standard", "-z", "--", *TEMPLATE_PARTS, cwd=REPO)
+    for name in filter(None, listed.split("\0")):
+        if (REPO / name).is_file():
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, destination / name)
+    return destination
+
+
+def commit_release(repository: Path, tag: str) -> None:
+    """Commit everything in `repository` and tag it as release `tag`."""
+    git("add", "-A", cwd=repository)
+    git("commit", "-qm", tag, cwd=repository)
+    git("tag", tag, cwd=repository)
+
+
+def copier_render(tmp_path: Path, answers: dict[str, Any]) -> Path:
+    """Render `answers` with copier alone (no brandbot checks or assets) into tmp_path/out."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # copier warns that a dirty checkout is used
+        copier.run_copy(str(REPO), str(tmp_path / "out"), data=answers, defaults=True, quiet=True, vcs_ref="HEAD")
+    return tmp_path / "out"
+
+
+BRANDBOT = [sys.executable, "-m", "brandbot"]
+
+
+def brandbot(*args: str, cwd: Path | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    """Run the brandbot command as a user would, in a 100-column terminal."""
+    return subprocess.run([*BRANDBOT, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd,
+                          env={**os.environ, "COLUMNS": "100"})
+
+
 @pytest.fixture
 def scratch_template(tmp_path: Path) -> Callable[[], Path]:
     """A copy of this template outside git, for tests that change it."""
 
     def make() -> Path:
         copy = tmp_path / "template-copy"
-        shutil.copytree(REPO / "template", copy / "template", ignore=skip_local_state)
-        shutil.copy(REPO / "copier.yml", copy / "copier.yml")
-        shutil.copy(REPO / "validators.jinja", copy / "validators.jinja")
-        return copy
+        copy.mkdir()
+        return checkout_template(copy)
 
     return make
 
@@ -121,14 +165,12 @@ class LiveBot:
         return runtime_module(self.running.project, "display")
 
 
+def project_files(project: Path) -> dict[str, bytes]:
+    """Every file of a project but local state (Chainlit's uploads, caches), by relative path."""
+    return {str(path.relative_to(project)): path.read_bytes() for path in sorted(project.rglob("*"))
+            if path.is_file() and not is_local_state(path.relative_to(project))}
+
+
 def rendered_files(project: Path) -> dict[str, str]:
     """Every text file of a rendered project, by relative path."""
-    files = {}
-    for path in sorted(project.rglob("*")):
-        if path.is_file() and not is_local_state(path.relative_to(project)):
-            files[str(path.relative_to(project))] = path.read_text(encoding="utf-8")
-    return files
-
-
-def answers_of(brand_file: Path) -> dict[str, Any]:
-    return load_answers(brand_file)
+    return {name: data.decode("utf-8") for name, data in project_files(project).items()}

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
-import copier
 import pytest
 
 from brandbot.validation import validate_answers
 
-from .conftest import REPO
+from .conftest import REPO, copier_render
 
 GOOD = {"brand_name": "Acme"}
 
@@ -75,19 +73,12 @@ BAD_ANSWERS: list[tuple[str, Any, str]] = [
 ]
 
 
-def render_with(tmp_path: Path, answers: dict[str, Any]) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        copier.run_copy(str(REPO), str(tmp_path / "out"), data=answers, defaults=True, quiet=True,
-                        vcs_ref="HEAD")
-
-
 @pytest.mark.parametrize(("question", "value", "rule"), BAD_ANSWERS,
                          ids=[f"{q}-{i}" for i, (q, _, _) in enumerate(BAD_ANSWERS)])
 def test_a_bad_answer_fails_naming_the_question_and_the_rule(tmp_path: Path, question: str, value: Any,
                                                              rule: str) -> None:
     with pytest.raises(Exception) as raised:
-        render_with(tmp_path, {**GOOD, question: value})
+        copier_render(tmp_path, {**GOOD, question: value})
     message = str(raised.value)
     assert question in message
     assert rule in message
@@ -100,13 +91,13 @@ def test_a_bad_answer_fails_naming_the_question_and_the_rule(tmp_path: Path, que
 
 def test_a_missing_required_answer_is_named(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="brand_name"):
-        render_with(tmp_path, {})
+        copier_render(tmp_path, {})
     assert [str(problem) for problem in validate_answers({})] == ["brand_name: is required (no default)"]
 
 
 def test_default_theme_is_light_or_dark(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="default_theme"):
-        render_with(tmp_path, {**GOOD, "default_theme": "sepia"})
+        copier_render(tmp_path, {**GOOD, "default_theme": "sepia"})
     assert [str(problem) for problem in validate_answers({**GOOD, "default_theme": "sepia"})] == [
         "default_theme: must be one of light, dark"]
 
@@ -129,6 +120,6 @@ GOOD_TEXTS = [
 def test_any_printable_text_is_accepted_for_names_and_labels(tmp_path: Path, text: str) -> None:
     answers = {"brand_name": text, "bot_name": text, "bot_role": text, "welcome_message": text,
                "categories": {"Returns": {"label": text}}, "texts": {"thinking": text}}
-    render_with(tmp_path, answers)
+    copier_render(tmp_path, answers)
     assert (tmp_path / "out" / "brand.toml").is_file()
     assert validate_answers(answers) == []

@@ -5,21 +5,17 @@ from __future__ import annotations
 import colorsys
 import json
 import re
-import subprocess
-import sys
 import tomllib
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import chainlit
-import copier
 import pytest
 import yaml
 
 from brandbot.validation import validate_answers
 
-from .conftest import EXAMPLES, REPO, example_id
+from .conftest import EXAMPLES, REPO, brandbot, copier_render, example_id
 
 DARK_BACKGROUND = (0x21, 0x21, 0x21)  # Chainlit 2.12's dark --background, 0 0% 13%
 
@@ -74,19 +70,12 @@ def test_theme_colours_keep_their_hue_and_their_contrast(rendered: Callable[[Pat
     assert theme["light"]["--primary-foreground"] == "0 0% 100%"
 
 
-def render(tmp_path: Path, answers: dict) -> Path:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        copier.run_copy(str(REPO), str(tmp_path / "out"), data=answers, defaults=True, quiet=True, vcs_ref="HEAD")
-    return tmp_path / "out"
-
-
 @pytest.mark.parametrize(("language", "thinking"), [
     ("en-US", "Thinking..."), ("es", "Pensando..."), ("fr-FR", "Réflexion en cours..."),
     ("de-DE", "Einen Moment..."), ("ja", "Thinking..."),
 ])
 def test_built_in_texts_follow_the_language(tmp_path: Path, language: str, thinking: str) -> None:
-    project = render(tmp_path, {"brand_name": "Acme", "language": language})
+    project = copier_render(tmp_path, {"brand_name": "Acme", "language": language})
     brand = tomllib.loads((project / "brand.toml").read_text(encoding="utf-8"))
     config = tomllib.loads((project / ".chainlit/config.toml").read_text(encoding="utf-8"))
     assert brand["texts"]["thinking"] == thinking
@@ -112,7 +101,7 @@ def test_every_chainlit_translation_ships_unchanged() -> None:
 
 
 def test_without_a_logo_the_monogram_is_used(tmp_path: Path) -> None:
-    project = render(tmp_path, {"brand_name": "Émile & Co <b>", "primary_color": "#0F766E"})
+    project = copier_render(tmp_path, {"brand_name": "Émile & Co <b>", "primary_color": "#0F766E"})
     svg = (project / "public/logo_light.svg").read_text(encoding="utf-8")
     assert 'fill="#0F766E"' in svg and ">É</text>" in svg and 'aria-label="Émile &amp; Co &lt;b&gt;"' in svg
     assert (project / "public/favicon.svg").read_text(encoding="utf-8") == svg
@@ -120,7 +109,7 @@ def test_without_a_logo_the_monogram_is_used(tmp_path: Path) -> None:
 
 
 def test_copier_alone_leaves_the_logo_to_brandbot(tmp_path: Path) -> None:
-    project = render(tmp_path, {"brand_name": "Acme", "logo": "assets/acme.png", "favicon": "assets/acme.png"})
+    project = copier_render(tmp_path, {"brand_name": "Acme", "logo": "assets/acme.png", "favicon": "assets/acme.png"})
     public = sorted(path.name for path in (project / "public").iterdir())
     assert public == ["brandbot.js", "theme.json"]
 
@@ -129,10 +118,6 @@ def write(path: Path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     return path
-
-
-def brandbot(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "brandbot", *args], capture_output=True, text=True, timeout=120)
 
 
 def test_brandbot_new_copies_the_brands_own_files(tmp_path: Path) -> None:

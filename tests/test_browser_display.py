@@ -24,7 +24,7 @@ from playwright.sync_api import Page, expect
 from brandbot.browser import send
 from brandbot.processes import Service, free_port, start_app
 
-from .conftest import EXAMPLES
+from .conftest import REPO
 
 FUZZ_EXAMPLES = 40
 
@@ -72,7 +72,7 @@ class ScriptedMiddleware:
 @pytest.fixture(scope="module")
 def scripted_bot(rendered: Callable[[Path], Path], tmp_path_factory: pytest.TempPathFactory
                  ) -> Iterator[tuple[Service, ScriptedMiddleware]]:
-    project = rendered(next(path for path in EXAMPLES if path.stem == "retail"))
+    project = rendered(REPO / "examples/retail.yml")
     middleware = ScriptedMiddleware(secret="display-" + secrets.token_hex(12))
     try:
         app = start_app(project, port=free_port(), middleware_url=middleware.url, secret=middleware.secret,

@@ -19,14 +19,7 @@ from brandbot.assets import brand_assets
 from brandbot.brand_file import load_answers
 from brandbot.processes import free_port
 
-from .conftest import EXAMPLES, HOSTILE, REPO
-
-BRANDBOT = [sys.executable, "-m", "brandbot"]
-
-
-def brandbot(*args: str, cwd: Path | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*BRANDBOT, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd,
-                          env={**os.environ, "COLUMNS": "100"})
+from .conftest import BRANDBOT, EXAMPLES, HOSTILE, REPO, brandbot
 
 
 def test_new_renders_the_same_project_as_copier_copy(tmp_path: Path) -> None:

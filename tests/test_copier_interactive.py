@@ -9,6 +9,8 @@ from pathlib import Path
 import pexpect
 import yaml
 
+from brandbot.validation import questions
+
 from .conftest import REPO
 
 # Questions whose answer may span lines: Esc+Enter submits them. Every other one takes Enter.
@@ -36,9 +38,7 @@ def test_copier_asks_every_question_in_a_terminal(tmp_path: Path) -> None:
     finally:
         child.close(force=True)
     assert child.exitstatus == 0
-    questions = yaml.safe_load((REPO / "copier.yml").read_text(encoding="utf-8"))
-    asked_for = [name for name, details in questions.items()
-                 if not name.startswith("_") and not (isinstance(details, dict) and details.get("when") is False)]
+    asked_for = [question.name for question in questions() if not question.computed]
     assert len(asked) == len(asked_for) - 1, asked  # every question after brand_name was asked once
     stored = yaml.safe_load((destination / ".copier-answers.yml").read_text(encoding="utf-8"))
     assert stored["brand_name"] == "Interactive Inc"

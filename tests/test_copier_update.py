@@ -14,7 +14,7 @@ import yaml
 
 import brandbot
 
-from .conftest import DATA, REPO
+from .conftest import DATA, REPO, checkout_template, commit_release, git
 from .freeze_release import TEMPLATE_PARTS
 
 RELEASE_BUNDLE = DATA / "previous-release.bundle"
@@ -22,18 +22,6 @@ RELEASE_BUNDLE = DATA / "previous-release.bundle"
 COPIER = [sys.executable, "-m", "copier"]
 
 
-def git(*args: str, cwd: Path) -> str:
-    return subprocess.run(["git", "-c", "user.name=Owner", "-c", "user.email=owner@example.com", *args], cwd=cwd,
-                          check=True, capture_output=True, text=True).stdout
-
-
-def checkout_template(destination: Path) -> None:
-    """Copy this checkout's template parts (tracked files and new ones not ignored) to `destination`."""
-    listed = git("ls-files", "--cached", "--others", "--exclude-standard", "-z", "--", *TEMPLATE_PARTS, cwd=REPO)
-    for name in filter(None, listed.split("\0")):
-        if (REPO / name).is_file():
-            (destination / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, destination / name)
 
 
 def template_with_history(tmp_path: Path) -> tuple[Path, str]:
@@ -115,11 +103,6 @@ def test_an_owners_bot_updates_from_the_previous_release(tmp_path: Path) -> None
                                cwd=bot).stdout
 
 
-def _release(template: Path, tag: str) -> None:
-    git("add", "-A", cwd=template)
-    git("commit", "-qm", tag, cwd=template)
-    git("tag", tag, cwd=template)
-
 
 def test_a_renamed_question_carries_its_answer_forward(tmp_path: Path) -> None:
     """A future release renames bot_role to assistant_role; its migration moves the old answer."""
@@ -127,7 +110,7 @@ def test_a_renamed_question_carries_its_answer_forward(tmp_path: Path) -> None:
     template.mkdir()
     checkout_template(template)
     git("init", "-q", "-b", "main", cwd=template)
-    _release(template, "v1.0.0")
+    commit_release(template, "v1.0.0")
 
     config = (template / "copier.yml").read_text(encoding="utf-8")
     config = config.replace("\nbot_role:\n", "\nassistant_role:\n")
@@ -142,7 +125,7 @@ def test_a_renamed_question_carries_its_answer_forward(tmp_path: Path) -> None:
         path = template / rendered
         path.write_text(path.read_text(encoding="utf-8").replace("q(bot_role)", "q(assistant_role)")
                         .replace("{{ bot_role }}", "{{ assistant_role }}"), encoding="utf-8")
-    _release(template, "v2.0.0")
+    commit_release(template, "v2.0.0")
 
     bot = tmp_path / "bot"
     made = run([*COPIER, "copy", "--vcs-ref", "v1.0.0", "--defaults", "--data", "brand_name=Acme", "--data",

@@ -12,28 +12,22 @@ import pytest
 from brandbot.chat_client import ChainlitChat, transcript
 from brandbot.processes import start_bot
 
-from .conftest import EXAMPLES, HOSTILE, LiveBot, is_local_state, rendered_files
+from .conftest import EXAMPLES, HOSTILE, LiveBot, example_id, project_files, rendered_files
 
 BRANDS = [path for path in EXAMPLES if path.stem == "retail"] + [HOSTILE]
 
 
-@pytest.fixture(scope="module", params=BRANDS, ids=lambda path: path.stem)
+@pytest.fixture(scope="module", params=BRANDS, ids=example_id)
 def bot(request: pytest.FixtureRequest, rendered: Callable[[Path], Path],
         tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBot]:
     project = rendered(request.param)
-    before = project_snapshot(project)
+    before = project_files(project)
     settings = {"REQUEST_TIMEOUT_SECONDS": "1", "LOG_LEVEL": "DEBUG", "TRANSITION_DELAY_SECONDS": "0.3"}
     running = start_bot(project, log_dir=tmp_path_factory.mktemp("logs"), app_env=settings)
     yield LiveBot(running)
     assert running.stop() == 0, "chainlit did not stop cleanly on SIGINT"
     # The project ships every file Chainlit would otherwise write (config, translations, readme).
-    assert project_snapshot(project) == before, "chainlit run changed the project's files"
-
-
-def project_snapshot(project: Path) -> dict[str, bytes]:
-    """Every file of the project but local state (Chainlit's uploads, caches)."""
-    return {str(path.relative_to(project)): path.read_bytes() for path in project.rglob("*")
-            if path.is_file() and not is_local_state(path.relative_to(project))}
+    assert project_files(project) == before, "chainlit run changed the project's files"
 
 
 def run(coroutine):  # type: ignore[no-untyped-def]

@@ -13,9 +13,9 @@ from PIL import Image
 from brandbot.browser import BrowserMissing
 from brandbot.screenshots import screenshot
 
-from .conftest import IN_CI
+from .conftest import IN_CI, REPO
 
-RETAIL = Path(__file__).resolve().parent.parent / "examples" / "retail.yml"
+RETAIL = REPO / "examples/retail.yml"
 RETAIL_PRIMARY = (0xB4, 0x53, 0x09)  # examples/retail.yml's primary_color
 
 

@@ -21,7 +21,17 @@ from jinja2.exceptions import UndefinedError
 from brandbot.assets import brand_assets
 from brandbot.brand_file import load_answers
 
-from .conftest import EXAMPLES, HOSTILE, REPO, example_id, rendered_files, skip_local_state
+from .conftest import (
+    EXAMPLES,
+    HOSTILE,
+    REPO,
+    checkout_template,
+    commit_release,
+    example_id,
+    git,
+    rendered_files,
+    skip_local_state,
+)
 
 COPIER = [sys.executable, "-m", "copier"]
 
@@ -110,18 +120,10 @@ def test_the_copier_cli_renders_a_brand_without_trust(tmp_path: Path) -> None:
 
 def test_copier_copies_from_a_git_url(tmp_path: Path) -> None:
     repository = tmp_path / "brandbot.git"
-    tracked = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
-                             text=True, check=True).stdout.split()
-    for relative in tracked:
-        target = repository / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if (REPO / relative).is_file():
-            target.write_bytes((REPO / relative).read_bytes())
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
-    subprocess.run([*git, "init", "-q", "-b", "main"], cwd=repository, check=True)
-    subprocess.run([*git, "add", "-A"], cwd=repository, check=True)
-    subprocess.run([*git, "commit", "-qm", "snapshot"], cwd=repository, check=True)
-    subprocess.run([*git, "tag", "v9.9.9"], cwd=repository, check=True)
+    repository.mkdir()
+    checkout_template(repository)
+    git("init", "-q", "-b", "main", cwd=repository)
+    commit_release(repository, "v9.9.9")
     destination = tmp_path / "from-git"
     result = subprocess.run([*COPIER, "copy", "--defaults", "--data", "brand_name=Git Brand",
                              f"git+file://{repository}", str(destination)], capture_output=True, text=True,
