@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import chainlit as cl
@@ -12,6 +13,7 @@ from chainlit.session import HTTPSession
 from chainlit.user_session import user_sessions
 
 import app
+from brandbot_runtime import chat
 
 
 @dataclass
@@ -70,33 +72,31 @@ class ChatHarness:
         context_var.set(ChainlitContext(self.session, emitter=self.emitter))
         return self.emitter
 
-    async def start(self) -> Shown:
-        """Run on_chat_start; returns the message it showed."""
+    async def _new(self, run: Callable[[], Awaitable[None]]) -> list[Shown]:
+        """Run a handler in this session; the bot messages it showed."""
         emitter = self._enter()
         before = len(emitter.messages)
-        await app.on_chat_start()
-        return list(emitter.messages.values())[before]
+        await run()
+        return list(emitter.messages.values())[before:]
+
+    async def start(self) -> Shown:
+        """Run on_chat_start; returns the message it showed."""
+        return (await self._new(app.on_chat_start))[0]
 
     async def say(self, text: str) -> Shown:
         """Send one customer message through on_message; returns the bot's message."""
-        emitter = self._enter()
-        before = len(emitter.messages)
-        await app.on_message(cl.Message(content=text, author="User", type="user_message"))
-        new = list(emitter.messages.values())[before:]
+        new = await self._new(lambda: app.on_message(cl.Message(content=text, author="User", type="user_message")))
         assert len(new) == 1, f"expected one bot message, got {[m.contents for m in new]}"
         return new[0]
 
     async def click(self, action: dict) -> list[Shown]:
         """Click an action button (as Chainlit's action callback would); returns the new messages."""
-        emitter = self._enter()
-        before = len(emitter.messages)
-        callback = {"starter": app.on_starter, "retry": app.on_retry}[action["name"]]
-        await callback(cl.Action(name=action["name"], payload=action["payload"]))
-        return list(emitter.messages.values())[before:]
+        callback = {chat.STARTER_ACTION: app.on_starter, chat.RETRY_ACTION: app.on_retry}[action["name"]]
+        return await self._new(lambda: callback(cl.Action(name=action["name"], payload=action["payload"])))
 
     async def click_starter(self, payload: dict) -> list[Shown]:
         """Click a starter button with this payload."""
-        return await self.click({"name": "starter", "payload": payload})
+        return await self.click({"name": chat.STARTER_ACTION, "payload": payload})
 
     def close(self) -> None:
         """Forget the session's user data so tests cannot leak history into each other."""

@@ -15,16 +15,26 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 os.environ["CHAINLIT_APP_ROOT"] = str(PROJECT_DIR)
 sys.path.insert(0, str(PROJECT_DIR))
 
+import httpx  # noqa: E402
 import pytest  # noqa: E402
 
 from brandbot_runtime import brand as brand_module  # noqa: E402
 from brandbot_runtime import chat, settings  # noqa: E402
 from brandbot_runtime.brand import Brand  # noqa: E402
+from brandbot_runtime.middleware import MiddlewareClient  # noqa: E402
 
 from .chat_harness import ChatHarness  # noqa: E402
 from .middleware_double import MiddlewareDouble  # noqa: E402
 
 TEST_SECRET = "test-secret-3f9c"  # a throw-away value; tests check it never leaks
+
+
+def make_client(url: str, timeout: float = 2.0, max_bytes: int = 1_000_000,
+                transport: httpx.AsyncBaseTransport | None = None) -> MiddlewareClient:
+    """A middleware client with the test secret; the caller closes it."""
+    return MiddlewareClient(url, secret=TEST_SECRET, auth_header="x-secret", timeout_seconds=timeout,
+                            max_response_bytes=max_bytes, transport=transport)
+
 
 SETTINGS_VARIABLES = [name.upper() for name in settings.Settings.model_fields] + ["BRAND_FILE"]
 

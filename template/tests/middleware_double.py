@@ -16,6 +16,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+def closed_port_url() -> str:
+    """A chat URL on a loopback port nobody listens on: connecting to it is refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{probe.getsockname()[1]}/chat"
+
+
 @dataclass
 class Request:
     """One request as the middleware received it."""

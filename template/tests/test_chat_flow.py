@@ -82,13 +82,6 @@ async def test_a_specialist_answer_announces_the_specialist_first(configure, mid
                               "Parcel is on its way."]
 
 
-async def test_an_unknown_category_is_announced_with_its_words(configure, middleware, session, brand) -> None:
-    configure(middleware.url)
-    await session.start()
-    middleware.behave = lambda request: json_reply({"response": "Done.", "category": "WarrantyClaims"})
-    shown = await session.say("My kettle broke")
-    assert shown.contents[1] == plain(brand.texts.specialist("Warranty Claims"))
-
 
 async def test_history_carries_completed_exchanges_and_ends_with_the_message(configure, middleware,
                                                                              session) -> None:

@@ -7,9 +7,9 @@ import json
 import jsonschema
 import pytest
 
-from brandbot_runtime.middleware import MiddlewareClient, UnexpectedAnswer, parse_reply
+from brandbot_runtime.middleware import UnexpectedAnswer, parse_reply
 
-from .conftest import PROJECT_DIR, TEST_SECRET
+from .conftest import PROJECT_DIR, make_client
 from .middleware_double import MiddlewareDouble
 
 SCHEMA = json.loads((PROJECT_DIR / "contract" / "middleware.schema.json").read_text(encoding="utf-8"))
@@ -24,8 +24,7 @@ def test_the_schema_is_valid() -> None:
 
 
 async def test_every_request_the_client_sends_is_a_valid_chat_request(middleware: MiddlewareDouble) -> None:
-    client = MiddlewareClient(middleware.url, secret=TEST_SECRET, auth_header="x-secret", timeout_seconds=2,
-                              max_response_bytes=100_000)
+    client = make_client(middleware.url, max_bytes=100_000)
     history = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"},
                {"role": "user", "content": "Emoji 🚀 and \"quotes\""}]
     try:

@@ -4,23 +4,17 @@ a log line without the secret, a "Try again" button, an unchanged history and a 
 from __future__ import annotations
 
 import logging
-import socket
 
 import pytest
 
+from brandbot_runtime import chat
 from brandbot_runtime.brand import Brand
 from brandbot_runtime.display import as_sent, plain
 
 from .chat_harness import ChatHarness
 from .conftest import TEST_SECRET
 from .fault_matrix import FAULTS, REFUSED, UNRESOLVABLE, Fault
-from .middleware_double import MiddlewareDouble, echo, json_reply
-
-
-def closed_port_url() -> str:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{probe.getsockname()[1]}/chat"
+from .middleware_double import MiddlewareDouble, closed_port_url, echo, json_reply
 
 
 @pytest.mark.parametrize("fault", FAULTS, ids=[fault.name for fault in FAULTS])
@@ -30,8 +24,6 @@ async def test_each_fault_is_survived(configure, middleware: MiddlewareDouble, s
     await session.start()
     await session.say("before")
     if fault.behave == REFUSED or fault.behave == UNRESOLVABLE:
-        from brandbot_runtime import chat
-
         await chat.shutdown()
         configure(closed_port_url() if fault.behave == REFUSED else "http://middleware.invalid/chat",
                   REQUEST_TIMEOUT_SECONDS="0.6")
@@ -58,8 +50,6 @@ async def test_each_fault_is_survived(configure, middleware: MiddlewareDouble, s
     assert [action["label"] for action in retry] == [brand.texts.retry]
 
     # The middleware is back: the session goes on, and the failed exchange left no trace.
-    from brandbot_runtime import chat
-
     await chat.shutdown()
     middleware.behave = echo
     configure(middleware.url)
@@ -116,7 +106,6 @@ async def test_an_internal_error_never_shows_its_text(configure, middleware: Mid
                                                       caplog: pytest.LogCaptureFixture) -> None:
     configure(middleware.url)
     await session.start()
-    from brandbot_runtime import chat
     from brandbot_runtime.log_safety import protect_logs
     from brandbot_runtime.middleware import MiddlewareClient
 
@@ -137,4 +126,3 @@ async def test_an_internal_error_never_shows_its_text(configure, middleware: Mid
     assert TEST_SECRET not in shown.final
     assert any("RuntimeError" in line and "[redacted]" in line for line in formatted), formatted
     assert all(TEST_SECRET not in line for line in formatted)
-    await chat.shutdown()

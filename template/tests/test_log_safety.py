@@ -9,9 +9,8 @@ import httpx
 import pytest
 
 from brandbot_runtime.log_safety import REDACTED, SecretRedactor, protect_logs
-from brandbot_runtime.middleware import MiddlewareClient
 
-from .conftest import TEST_SECRET
+from .conftest import TEST_SECRET, make_client
 from .middleware_double import MiddlewareDouble
 
 
@@ -48,8 +47,7 @@ async def test_http_client_debug_logs_never_show_the_secret(captured: io.StringI
     protect_logs(TEST_SECRET, "DEBUG")
     for name in ("httpx", "httpcore", "aiohttp", "chainlit"):
         assert logging.getLogger(name).isEnabledFor(logging.DEBUG), name
-    client = MiddlewareClient(middleware.url, secret=TEST_SECRET, auth_header="x-secret", timeout_seconds=2,
-                              max_response_bytes=100_000)
+    client = make_client(middleware.url, max_bytes=100_000)
     try:
         await client.ask("hello", [{"role": "user", "content": "hello"}])
     finally:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 from datetime import UTC, datetime
 
@@ -13,7 +12,6 @@ import pytest
 import respx
 
 from brandbot_runtime.middleware import (
-    MiddlewareClient,
     MiddlewareStatusError,
     MiddlewareTimeout,
     MiddlewareUnreachable,
@@ -22,17 +20,11 @@ from brandbot_runtime.middleware import (
     retry_after_seconds,
 )
 
-from .conftest import TEST_SECRET
-from .middleware_double import Close, Hang, MiddlewareDouble, Reset, Respond, json_reply
+from .conftest import TEST_SECRET, make_client
+from .middleware_double import Close, Hang, MiddlewareDouble, Reset, Respond, closed_port_url, json_reply
 
 HISTORY = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"},
            {"role": "user", "content": "Where is my order?"}]
-
-
-def make_client(url: str, timeout: float = 2.0, max_bytes: int = 1_000_000,
-                transport: httpx.AsyncBaseTransport | None = None) -> MiddlewareClient:
-    return MiddlewareClient(url, secret=TEST_SECRET, auth_header="x-secret", timeout_seconds=timeout,
-                            max_response_bytes=max_bytes, transport=transport)
 
 
 async def test_a_good_answer_is_returned_and_the_request_follows_the_contract(
@@ -110,10 +102,7 @@ async def test_no_complete_answer_in_time_is_a_timeout(middleware: MiddlewareDou
 
 
 async def test_a_refused_connection_is_unreachable() -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    client = make_client(f"http://127.0.0.1:{port}/chat")
+    client = make_client(closed_port_url())
     try:
         with pytest.raises(MiddlewareUnreachable) as raised:
             await client.ask("x", [])
