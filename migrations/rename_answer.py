@@ -23,7 +23,7 @@ def rename(answers_file: Path, old: str, new: str) -> bool:
     if old not in answers or new in answers:
         return False
     answers[new] = answers.pop(old)
-    body = yaml.safe_dump(dict(sorted(answers.items())), allow_unicode=True, sort_keys=False)
+    body = yaml.safe_dump(answers, allow_unicode=True)  # keys sorted, as copier writes them
     answers_file.write_text(header + body, encoding="utf-8")
     return True
 

@@ -5,17 +5,12 @@
   "use strict";
   var script = document.currentScript;
   var language = (script && script.dataset.language) || "en-US";
+  // selector -> where Chainlit's translation names the button, and the English name without one
   var names = {
-    "#new-chat-button": ["navigation", "newChat", "button"],
-    "#chat-submit": ["chat", "input", "actions", "send"],
-    "#stop-button": ["chat", "input", "actions", "stop"],
-    ".step button": ["chat", "messages", "actions", "copy", "button"],
-  };
-  var fallback = {
-    "#new-chat-button": "New Chat",
-    "#chat-submit": "Send message",
-    "#stop-button": "Stop Task",
-    ".step button": "Copy to clipboard",
+    "#new-chat-button": { path: ["navigation", "newChat", "button"], fallback: "New Chat" },
+    "#chat-submit": { path: ["chat", "input", "actions", "send"], fallback: "Send message" },
+    "#stop-button": { path: ["chat", "input", "actions", "stop"], fallback: "Stop Task" },
+    ".step button": { path: ["chat", "messages", "actions", "copy", "button"], fallback: "Copy to clipboard" },
   };
   var translation = null;
 
@@ -43,8 +38,9 @@
       app.insertBefore(heading, app.firstChild);
     }
     Object.keys(names).forEach(function (selector) {
+      var entry = names[selector];
       document.querySelectorAll(selector).forEach(function (button) {
-        if (!hasName(button)) button.setAttribute("aria-label", lookup(names[selector]) || fallback[selector]);
+        if (!hasName(button)) button.setAttribute("aria-label", lookup(entry.path) || entry.fallback);
       });
     });
   }
