@@ -12,11 +12,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .validation import Problem
+from .validation import Problem, validate_answers
 
 MAX_IMAGE_BYTES = 1_000_000
 MAX_CSS_BYTES = 200_000
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def brand_problems(answers: dict[str, Any], base_dir: Path) -> list[Problem]:
+    """Everything wrong with a brand: copier.yml's rules, then its own files beside the brand file."""
+    return validate_answers(answers) + check_assets(answers, base_dir)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ import httpx
 import psutil
 
 from .chat_client import ChainlitChat
-from .processes import Service, free_port, python_env, start, start_bot
+from .processes import Service, chainlit_command, free_port, python_env, start, start_bot
 from .project import runtime_module
 from .reference_middleware import Router, routing_for
 
@@ -214,7 +214,7 @@ def run_bench(config: BenchConfig, report: Callable[[str], None] = print) -> dic
     work = Path(tempfile.mkdtemp(prefix="brandbot-bench-"))
     display = runtime_module(project, "display")
     router = Router(routing_for(project))
-    services: list[Service] = []
+    floor: Service | None = None
     bot = None
     try:
         bot = start_bot(project, log_dir=work, latency_ms=config.latency_ms,
@@ -229,11 +229,9 @@ def run_bench(config: BenchConfig, report: Callable[[str], None] = print) -> dic
         reply = display.as_sent(answer("[s0] message 0"))
         floor_dir = floor_project(project, work / "floor")
         floor_port = free_port()
-        floor = start("floor", [sys.executable, "-m", "chainlit", "run", "app.py", "--headless", "--host",
-                                "127.0.0.1", "--port", str(floor_port)], cwd=floor_dir,
+        floor = start("floor", chainlit_command(floor_port), cwd=floor_dir,
                       env=python_env({"FLOOR_LATENCY_MS": str(config.latency_ms), "FLOOR_REPLY": reply}),
                       port=floor_port, log_dir=work)
-        services.append(floor)
         servers = [Server("app", app, ours),
                    Server("floor", floor, lambda text: text.split(" ", 1)[0] + " " + reply)]
         results: dict[str, Any] = {"config": {**asdict(config), "project": str(project)}, "machine": machine()}
@@ -282,8 +280,8 @@ def run_bench(config: BenchConfig, report: Callable[[str], None] = print) -> dic
             1)
         return results
     finally:
-        for service in reversed(services):
-            service.stop()
+        if floor is not None:
+            floor.stop()
         if bot is not None:
             bot.stop()
         shutil.rmtree(work, ignore_errors=True)

@@ -21,10 +21,10 @@ from rich.table import Table
 from rich.text import Text
 
 from . import __version__
-from .assets import check_assets
+from .assets import brand_problems
 from .brand_file import BrandFileError, load_answers
 from .paths import examples_dir
-from .validation import Problem, resolved_answers, validate_answers
+from .validation import Problem, resolved_answers
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Turn one brand file into a tested, deployable Chainlit customer-service bot.")
@@ -50,11 +50,24 @@ def checked_answers(brand_file: Path) -> dict:
         answers = load_answers(brand_file)
     except BrandFileError as error:
         raise fail(str(error)) from None
-    problems = validate_answers(answers) + check_assets(answers, brand_file.parent)
+    problems = brand_problems(answers, brand_file.parent)
     if problems:
         _print_problems(brand_file, problems)
         raise typer.Exit(1)
     return answers
+
+
+def _render_fresh(answers: dict, brand_file: Path, destination: Path) -> None:
+    """Render the brand into `destination`, replacing whatever an earlier run left there."""
+    from .render import render_brand
+
+    if destination.exists():
+        shutil.rmtree(destination)
+    render_brand(answers, destination, base_dir=brand_file.parent)
+
+
+def _file_count(directory: Path) -> int:
+    return sum(1 for path in directory.rglob("*") if path.is_file())
 
 
 def _print_problems(brand_file: Path, problems: list[Problem]) -> None:
@@ -79,8 +92,8 @@ def new(
         raise fail(f"{destination} is not empty; choose another directory or pass --force to overwrite")
     started = time.perf_counter()
     render_brand(answers, destination, base_dir=brand_file.parent, overwrite=force)
-    files = sum(1 for path in destination.rglob("*") if path.is_file())
-    console.print(f"Rendered {files} files into {destination} in {time.perf_counter() - started:.2f} s.")
+    seconds = time.perf_counter() - started
+    console.print(f"Rendered {_file_count(destination)} files into {destination} in {seconds:.2f} s.")
     console.print(f"Next: cd {destination} && python -m venv .venv && .venv/bin/pip install -r requirements.txt",
                   markup=False, highlight=False, soft_wrap=True)
 
@@ -94,7 +107,7 @@ def validate(
     for brand_file in brand_files:
         try:
             answers = load_answers(brand_file)
-            problems = validate_answers(answers) + check_assets(answers, brand_file.parent)
+            problems = brand_problems(answers, brand_file.parent)
         except BrandFileError as error:
             errors.print(str(error), markup=False, highlight=False, soft_wrap=True)
             bad += 1
@@ -113,8 +126,6 @@ def examples(
     out: Annotated[Path, typer.Option(help="Directory to render the examples into.")] = Path("build/examples"),
 ) -> None:
     """Regenerate every example brand, then print a table: brand, files, render time."""
-    from .render import render_brand
-
     brand_files = sorted(examples_dir().glob("*.yml"))
     if not brand_files:
         raise fail(f"no example brand files in {examples_dir()}")
@@ -126,13 +137,10 @@ def examples(
             progress.update(task, description=f"rendering {brand_file.stem}")
             answers = checked_answers(brand_file)
             destination = out / brand_file.stem
-            if destination.exists():
-                shutil.rmtree(destination)
             started = time.perf_counter()
-            render_brand(answers, destination, base_dir=brand_file.parent)
+            _render_fresh(answers, brand_file, destination)
             seconds = time.perf_counter() - started
-            files = sum(1 for path in destination.rglob("*") if path.is_file())
-            rows.append((brand_file.stem, answers["brand_name"], files, seconds))
+            rows.append((brand_file.stem, answers["brand_name"], _file_count(destination), seconds))
             progress.advance(task)
     table = Table(title=f"examples rendered into {out}")
     for column, justify in [("example", "left"), ("brand", "left"), ("files", "right"), ("render time", "right")]:
@@ -156,10 +164,11 @@ def middleware(
     secret = os.environ.get("BACKEND_API_SECRET", "")
     if not secret:
         raise fail("set BACKEND_API_SECRET to the secret the bot will send")
-    if brand is not None and brand.suffix not in {".toml"} and not brand.is_dir():
-        checked_answers(brand)
     try:
-        routing = routing_for(brand)
+        if brand is not None and brand.suffix != ".toml" and not brand.is_dir():
+            routing = resolved_answers(checked_answers(brand))  # a brand file, checked as `validate` would
+        else:
+            routing = routing_for(brand)
     except (BrandFileError, ValueError) as error:
         raise fail(str(error)) from None
     if not port_is_free(port):
@@ -223,16 +232,13 @@ def demo(
 ) -> None:
     """Render a brand and run it with the reference middleware until Ctrl-C."""
     from .processes import ServiceError, port_is_free, start_bot
-    from .render import render_brand
 
     brand_file = brand_file or examples_dir() / DEFAULT_BRAND
     answers = checked_answers(brand_file)
     for wanted, option in [(port, "--port"), (middleware_port, "--middleware-port")]:
         if not port_is_free(wanted):
             raise fail(f"port {wanted} on 127.0.0.1 is already in use; pick another with {option}")
-    if out.exists():
-        shutil.rmtree(out)
-    render_brand(answers, out, base_dir=brand_file.parent)
+    _render_fresh(answers, brand_file, out)
     log_dir = Path(tempfile.mkdtemp(prefix="brandbot-demo-"))
     bot = None
     try:
@@ -383,15 +389,12 @@ def screenshots(
     """Render every example brand and save a screenshot of a short conversation as <slug>.png."""
     from .browser import BrowserMissing
     from .processes import ServiceError
-    from .render import render_brand
     from .screenshots import screenshot
 
     for brand_file in sorted(examples_dir().glob("*.yml")):
         answers = checked_answers(brand_file)
         project = work / brand_file.stem
-        if project.exists():
-            shutil.rmtree(project)
-        render_brand(answers, project, base_dir=brand_file.parent)
+        _render_fresh(answers, brand_file, project)
         slug = resolved_answers(answers)["brand_slug"]
         try:
             saved = screenshot(project, out / f"{slug}.png")

@@ -8,9 +8,9 @@ from typing import Any
 
 import copier
 
-from .assets import check_assets, install_assets
+from .assets import brand_problems, install_assets
 from .paths import template_root
-from .validation import Problem, validate_answers
+from .validation import Problem
 
 
 class InvalidBrand(Exception):
@@ -30,7 +30,7 @@ def render_brand(answers: dict[str, Any], destination: Path, *, base_dir: Path |
     developer sees their change at once; `copier copy` from a git URL uses the tagged release.
     """
     base_dir = base_dir or Path.cwd()
-    problems = validate_answers(answers) + check_assets(answers, base_dir)
+    problems = brand_problems(answers, base_dir)
     if problems:
         raise InvalidBrand(problems)
     with warnings.catch_warnings():

@@ -58,7 +58,6 @@ class MiddlewareStatusError(MiddlewareError):
         self.status = status
         self.text_id = text_id
         self.level = level
-        self.retry_after = retry_after
         if status == 429 and retry_after is not None:
             self.text_id = "error_rate_limited_retry"
             self.values = {"seconds": str(retry_after)}
