@@ -6,7 +6,9 @@ brand.toml and the deployment's settings in the environment (see .env.example).
 
 import chainlit as cl
 
-from brandbot_runtime import chat
+from brandbot_runtime import chat, edge
+
+edge.install()  # security headers, allowed origins and request limits on Chainlit's server
 
 
 @cl.on_app_startup

@@ -1,0 +1,22 @@
+"""Protections brandbot adds around Chainlit's web server, installed once when app.py is imported.
+
+Chainlit 2.12 accepts a socket from any website, sends no security headers and reads a whole
+request body before refusing it. These gaps are closed here, at the edge, by ASGI layers on
+Chainlit's own app (`chainlit.server.app`), so every route (the page, `/project/*`, the
+socket.io mount, `/public/*`) passes through them. app.py imports this module before the server
+starts, which is when Starlette still accepts middleware.
+"""
+
+from __future__ import annotations
+
+_installed = False
+
+
+def install() -> None:
+    """Wrap Chainlit's server in brandbot's protections (idempotent)."""
+    global _installed
+    if _installed:
+        return
+    from chainlit.server import app  # noqa: F401 - each protection below adds itself to this app
+
+    _installed = True
