@@ -41,6 +41,12 @@ async def on_message(message: cl.Message) -> None:
     await chat.reply(message.content)
 
 
+@cl.on_chat_end
+def on_chat_end() -> None:
+    """The customer's connection ended: free what Chainlit keeps of the chat."""
+    chat.end()
+
+
 @cl.on_app_shutdown
 async def on_app_shutdown() -> None:
     """Close the pooled middleware connections."""

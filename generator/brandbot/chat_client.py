@@ -89,6 +89,11 @@ class ChainlitChat:
             raise ChatProtocolError(f"could not connect to {self.base_url}: {error}") from None
         await self._sio.emit("connection_successful")
 
+    @property
+    def connected(self) -> bool:
+        """Whether the socket is still open (the server may close it, e.g. on an oversized frame)."""
+        return self._sio.connected
+
     async def close(self) -> None:
         """Disconnect (the server then ends the session)."""
         if self._sio.connected:
@@ -102,18 +107,33 @@ class ChainlitChat:
 
     async def send(self, text: str) -> Exchange:
         """Send a customer message and wait for the handler to finish answering it."""
-        message_id = str(uuid.uuid4())
         started = time.perf_counter()
+        message_id = await self.post(text)
+        return await self.answer_to(message_id, started)
+
+    async def send_at_once(self, texts: list[str]) -> list[Exchange]:
+        """Send several messages without waiting in between (as a flooding client does), then wait for each."""
+        started = time.perf_counter()
+        message_ids = [await self.post(text) for text in texts]
+        return [await self.answer_to(message_id, started) for message_id in message_ids]
+
+    async def post(self, text: str) -> str:
+        """Emit one customer message as the browser does; returns its id."""
+        message_id = str(uuid.uuid4())
         await self._sio.emit("client_message", {
             "message": {"id": message_id, "threadId": "", "name": "User", "type": "user_message",
                         "output": text, "createdAt": datetime.now(UTC).isoformat()},
             "fileReferences": [],
         })
+        return message_id
+
+    async def answer_to(self, message_id: str, started: float) -> Exchange:
+        """Wait until the handler for one posted message has finished; what it showed."""
         run = await self._wait_for(lambda step: step.type == "run" and step.parent_id == message_id)
         try:
             await asyncio.wait_for(run.finished.wait(), self.timeout)
         except TimeoutError:
-            raise ChatProtocolError(f"no answer to {text!r} within {self.timeout:g} s") from None
+            raise ChatProtocolError(f"no answer to message {message_id} within {self.timeout:g} s") from None
         return Exchange(self._children_outputs(run.id), time.perf_counter() - started)
 
     def _children_outputs(self, parent_id: str) -> list[list[str]]:

@@ -15,6 +15,7 @@ import json
 import re
 import tomllib
 import unicodedata
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -246,6 +247,8 @@ class Stats:
     crossed_sessions: int = 0
     largest_request_bytes: int = 0
     longest_history: int = 0
+    most_in_flight: int = 0  # requests being answered at the same moment, at most
+    most_in_flight_per_session: int = 0  # the same, for one tagged session ("[s7] ...")
 
 
 _SESSION_TAG = re.compile(r"^\[([A-Za-z0-9_-]{1,40})\] ")
@@ -270,9 +273,18 @@ def create_app(answers: dict[str, Any], *, secret: str, auth_header: str = "x-se
     router = Router(answers)
     stats = Stats()
     expected = secret.encode()
+    in_flight: Counter[str] = Counter()
 
     async def chat(request: Request) -> Response:
         stats.requests += 1
+        in_flight["*"] += 1
+        stats.most_in_flight = max(stats.most_in_flight, in_flight["*"])
+        try:
+            return await answer(request)
+        finally:
+            in_flight["*"] -= 1
+
+    async def answer(request: Request) -> Response:
         given = request.headers.get(auth_header, "").encode()
         if not hmac.compare_digest(given, expected):
             stats.rejected += 1
@@ -293,6 +305,16 @@ def create_app(answers: dict[str, Any], *, secret: str, auth_header: str = "x-se
             stats.crossed_sessions += 1
             stats.rejected += 1
             return JSONResponse({"detail": "history holds another session's turns"}, status_code=409)
+        tag = _SESSION_TAG.match(payload["message"])
+        session = "session " + tag.group(1) if tag else "untagged"
+        in_flight[session] += 1
+        stats.most_in_flight_per_session = max(stats.most_in_flight_per_session, in_flight[session])
+        try:
+            return await decide(request, payload, tag)
+        finally:
+            in_flight[session] -= 1
+
+    async def decide(request: Request, payload: dict[str, Any], tag: re.Match[str] | None) -> Response:
         decision = router.decide(payload["message"])
         if latency_seconds or decision.delay:
             await asyncio.sleep(latency_seconds + decision.delay)
@@ -303,7 +325,6 @@ def create_app(answers: dict[str, Any], *, secret: str, auth_header: str = "x-se
         if decision.raw is not None:
             return Response(decision.raw, media_type="text/html")
         body = decision.body
-        tag = _SESSION_TAG.match(payload["message"])
         if tag and body is not None and "response" in body:
             body = {**body, "response": tag.group(0) + body["response"]}
         return JSONResponse(body, status_code=decision.status)

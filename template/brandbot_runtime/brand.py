@@ -41,6 +41,9 @@ class Texts(BaseModel):
     error_rate_limited: str
     error_rate_limited_retry: str
     error_internal: str
+    error_message_too_long: str
+    error_too_many_messages: str
+    error_busy: str
     retry: str
 
     def specialist(self, label: str) -> str:

@@ -1,33 +1,35 @@
 """The conversation flow behind app.py's handlers: welcome, thinking, specialist, answer, failures.
 
-Each session keeps its own History in Chainlit's user session; the middleware client is shared
-by the whole process. A session whose configuration was invalid at chat start has no History,
-and every message in it gets the polite configuration error instead of a crash. Whatever goes
+Each session keeps one Conversation (history, "Try again", per-session limits) in Chainlit's user
+session, created on the session's first use, so a message that arrives before the welcome is
+answered too; the middleware client is shared by the whole process. While the configuration is
+invalid every message gets the polite configuration error instead of a crash. Whatever goes
 wrong while answering, the customer gets a clear message and a "Try again" button, the history
-is left as it was, and nothing said to the customer or the log contains the secret.
+is left as it was, and nothing said to the customer or the log contains the secret. Customer
+text is cleaned at the door (clean_text), so no string can make a later request unsendable.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 
 import chainlit as cl
+from chainlit.chat_context import chat_contexts
 
 from .brand import Brand, load_brand
+from .conversation import Conversation
 from .display import as_sent, plain
-from .history import History
 from .log_safety import protect_logs
 from .middleware import MiddlewareClient, MiddlewareError
 from .settings import ConfigurationError, Settings, current_settings
+from .text_safety import clean_text
 
 log = logging.getLogger("brandbot")
 
 STARTER_ACTION = "starter"
 RETRY_ACTION = "retry"
-_HISTORY_KEY = "brandbot_history"
-_RETRY_KEY = "brandbot_retry"  # (retry id, message) of the last failed exchange
+_CONVERSATION_KEY = "brandbot_conversation"
 _client: MiddlewareClient | None = None
 
 
@@ -39,8 +41,22 @@ def startup() -> None:
         log.error("%s; customers will see the configuration error until this is fixed", settings)
         return
     protect_logs(settings.backend_api_secret.get_secret_value(), settings.log_level)
+    _bound_socket_frames(settings)
     log.info("%s bot ready: middleware at %s, timeout %g s, history %d exchanges", brand.brand_name,
              settings.backend_api_url.host, settings.request_timeout_seconds, settings.history_max_turns)
+
+
+def _bound_socket_frames(settings: Settings) -> None:
+    """Refuse socket frames far larger than any message the bot would answer, before they are parsed.
+
+    Engine.IO accepts 1 MB frames by default; a message is refused above MAX_MESSAGE_CHARS anyway,
+    but only after Chainlit has decoded it into objects, and a few hundred such messages leave the
+    process's heap hundreds of MB larger (measured: docs/reliability.md). A frame holds one message
+    in JSON, at most 6 bytes per character (a \\uXXXX escape), plus Chainlit's envelope.
+    """
+    from chainlit.server import sio
+
+    sio.eio.max_http_buffer_size = max(64 * 1024, 6 * settings.max_message_chars + 8 * 1024)
 
 
 def middleware_client(settings: Settings, brand: Brand) -> MiddlewareClient:
@@ -68,13 +84,11 @@ async def shutdown() -> None:
 
 async def start() -> None:
     """Check the configuration, then greet the customer with the brand's welcome message."""
-    brand = load_brand()
-    settings = current_settings()
-    if isinstance(settings, ConfigurationError):
-        log.error("chat %s cannot start, %s", _session_id(), settings)
-        await cl.Message(content=plain(brand.texts.error_configuration), author=brand.bot_name).send()
+    ready = await _ready()
+    if ready is None:
         return
-    cl.user_session.set(_HISTORY_KEY, History(settings.history_max_turns))
+    brand, settings = ready
+    _conversation(settings)
     starters = [
         cl.Action(name=STARTER_ACTION, payload={"index": index}, label=starter.label, tooltip=starter.message)
         for index, starter in enumerate(brand.starters)
@@ -100,25 +114,63 @@ async def run_starter(payload: dict[str, object]) -> None:
 
 async def run_retry(payload: dict[str, object]) -> None:
     """"Try again" was clicked: resend the failed message, if it is still the latest failure."""
-    pending = cl.user_session.get(_RETRY_KEY)
-    if pending is None or payload.get("id") != pending[0]:
+    ready = await _ready()
+    if ready is None:
+        return
+    message = _conversation(ready[1]).take_retry(payload.get("id"))
+    if message is None:
         log.warning("chat %s: ignored a stale or unknown retry", _session_id())
         return
-    cl.user_session.set(_RETRY_KEY, None)
-    await reply(pending[1])
+    await reply(message)
 
 
 async def reply(text: str) -> None:
-    """Answer one customer message through the middleware, whatever the middleware does."""
-    brand = load_brand()
-    settings = current_settings()
-    history: History | None = cl.user_session.get(_HISTORY_KEY)
-    if history is None or isinstance(settings, ConfigurationError):
-        await cl.Message(content=plain(brand.texts.error_configuration), author=brand.bot_name).send()
-        return
+    """Answer one customer message through the middleware, whatever the middleware does.
 
+    Empty messages are not forwarded (the contract's messages are non-empty); a message over
+    the length or rate limit, or one too many while earlier ones wait, gets the brand's text
+    for it; the others are answered one at a time, in the order they came.
+    """
+    ready = await _ready()
+    if ready is None:
+        return
+    brand, settings = ready
+    text = clean_text(text)
+    if not text.strip():
+        log.warning("chat %s: ignored an empty message", _session_id())
+        return
+    conversation = _conversation(settings)
+    refusal = conversation.admit(text)
+    if refusal is not None:
+        log.warning("chat %s: refused a message (%s)", _session_id(), refusal.text_id)
+        await cl.Message(content=plain(brand.texts.render(refusal.text_id, refusal.values)),
+                         author=settings.bot_name).send()
+        return
+    try:
+        async with conversation.turn():
+            await _exchange(brand, settings, conversation, text)
+    finally:
+        cl.chat_context.clear()  # the Conversation holds the bounded history; see end()
+
+
+def end() -> None:
+    """The customer left: drop what Chainlit itself keeps of the session's messages.
+
+    Chainlit 2.12 keeps every message of every session in `chainlit.chat_context.chat_contexts`
+    and never removes a session's list: without this, each huge message a customer ever sent
+    would stay in memory for the life of the process. The bot does not use that list.
+    """
+    try:
+        chat_contexts.pop(cl.context.session.id, None)
+    except Exception:  # noqa: BLE001 - ending a chat must never fail
+        log.debug("chat %s: no Chainlit chat context to drop", _session_id())
+
+
+async def _exchange(brand: Brand, settings: Settings, conversation: Conversation, text: str) -> None:
+    """One request to the middleware and what the customer sees of it."""
     status = cl.Message(content=plain(brand.texts.thinking), author=settings.bot_name)
     await status.send()
+    history = conversation.history
     try:
         answer = await middleware_client(settings, brand).ask(text, history.request_history(text))
         label = brand.specialist_label(answer.category)
@@ -133,23 +185,47 @@ async def reply(text: str) -> None:
         raise
     except MiddlewareError as error:
         log.log(error.level, "chat %s: %s; told the customer %s", _session_id(), error, error.text_id)
-        await _fail(status, brand, text, brand.texts.render(error.text_id, error.values))
+        await _fail(status, brand, conversation, text, brand.texts.render(error.text_id, error.values))
         return
     except Exception:
         log.exception("chat %s: internal error while answering; told the customer error_internal", _session_id())
-        await _fail(status, brand, text, brand.texts.error_internal)
+        await _fail(status, brand, conversation, text, brand.texts.error_internal)
         return
     history.record(text, answer.response)
-    cl.user_session.set(_RETRY_KEY, None)
+    conversation.forget_failure()
 
 
-async def _fail(status: cl.Message, brand: Brand, text: str, wording: str) -> None:
+async def _fail(status: cl.Message, brand: Brand, conversation: Conversation, text: str, wording: str) -> None:
     """Turn the status into the failure's message, with a "Try again" button for the same text."""
-    retry_id = uuid.uuid4().hex
-    cl.user_session.set(_RETRY_KEY, (retry_id, text))
+    retry_id = conversation.remember_failure(text)
     status.content = plain(wording)
     status.actions = [cl.Action(name=RETRY_ACTION, payload={"id": retry_id}, label=brand.texts.retry)]
     await status.update()
+
+
+async def _ready() -> tuple[Brand, Settings] | None:
+    """The brand and valid settings, or None after telling the customer the bot is not configured."""
+    brand = load_brand()
+    settings = current_settings()
+    if isinstance(settings, ConfigurationError):
+        log.error("chat %s cannot answer, %s", _session_id(), settings)
+        await cl.Message(content=plain(brand.texts.error_configuration), author=brand.bot_name).send()
+        return None
+    return brand, settings
+
+
+def _conversation(settings: Settings) -> Conversation:
+    """This session's Conversation, created on first use (a message may come before the welcome)."""
+    conversation: Conversation | None = cl.user_session.get(_CONVERSATION_KEY)
+    if conversation is None:
+        conversation = Conversation(
+            max_exchanges=settings.history_max_turns,
+            max_history_bytes=settings.history_max_bytes,
+            max_message_chars=settings.max_message_chars,
+            messages_per_minute=settings.messages_per_minute,
+        )
+        cl.user_session.set(_CONVERSATION_KEY, conversation)
+    return conversation
 
 
 def _session_id() -> str:

@@ -7,9 +7,10 @@ shows in a repr, a log line or an error message.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
-from pydantic import Field, HttpUrl, SecretStr, ValidationError
+from pydantic import Field, HttpUrl, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     DotEnvSettingsSource,
@@ -19,6 +20,9 @@ from pydantic_settings import (
 )
 
 from .paths import brand_file, dotenv_file
+from .security_headers import parse_origins
+
+_HEADER_VALUE = re.compile(r"[!-~](?:[ -~]*[!-~])?")  # visible ASCII, inner spaces allowed
 
 
 class Settings(BaseSettings):
@@ -37,8 +41,30 @@ class Settings(BaseSettings):
     request_timeout_seconds: float = Field(gt=0, le=600)
     transition_delay_seconds: float = Field(ge=0, le=10)
     history_max_turns: int = Field(default=20, ge=0, le=1000)
+    history_max_bytes: int = Field(default=100_000, ge=0, le=50_000_000)
+    max_message_chars: int = Field(default=4000, ge=1, le=1_000_000)
+    messages_per_minute: int = Field(default=12, ge=1, le=10_000)
     max_response_bytes: int = Field(default=1_000_000, ge=1024, le=100_000_000)
     log_level: str = Field(default="INFO", pattern=r"(?i)^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
+    # Origins answers' images may load from (the page's CSP img-src). `| str` lets IMAGE_HOSTS be a
+    # comma-separated list: pydantic-settings would otherwise insist on JSON for a list.
+    image_hosts: tuple[str, ...] | str = ()
+
+    @field_validator("image_hosts", mode="before")
+    @classmethod
+    def _image_hosts_are_origins(cls, value: object) -> tuple[str, ...]:
+        """https origins only (http on loopback), as in the brand's image_hosts question."""
+        return parse_origins(value)
+
+    @field_validator("backend_api_secret")
+    @classmethod
+    def _secret_fits_a_header(cls, secret: SecretStr) -> SecretStr:
+        """Refuse at start-up a secret that could never travel in an HTTP header (it would fail every message)."""
+        value = secret.get_secret_value()
+        if not _HEADER_VALUE.fullmatch(value):
+            raise ValueError("must be printable ASCII without line breaks or surrounding spaces "
+                             "(it travels in an HTTP header)")
+        return secret
 
     @classmethod
     def settings_customise_sources(

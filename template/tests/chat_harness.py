@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -88,6 +89,26 @@ class ChatHarness:
         new = await self._new(lambda: app.on_message(cl.Message(content=text, author="User", type="user_message")))
         assert len(new) == 1, f"expected one bot message, got {[m.contents for m in new]}"
         return new[0]
+
+    async def say_together(self, texts: list[str]) -> list[Shown]:
+        """Send several customer messages at once, as a fast or hostile client can; the bot's messages."""
+        return await self._new(lambda: asyncio.gather(*(
+            app.on_message(cl.Message(content=text, author="User", type="user_message")) for text in texts)))
+
+    async def say_nothing_back(self, text: str) -> bool:
+        """Send one customer message; whether the bot showed nothing for it."""
+        return await self._new(lambda: app.on_message(cl.Message(content=text, author="User",
+                                                                  type="user_message"))) == []
+
+    async def end(self) -> None:
+        """The customer leaves: run on_chat_end."""
+        self._enter()
+        app.on_chat_end()
+
+    def conversation(self) -> chat.Conversation:
+        """This session's Conversation (history, retry, limits), as the chat flow keeps it."""
+        self._enter()
+        return chat._conversation(chat.current_settings())  # type: ignore[arg-type]  # configured by the test
 
     async def click(self, action: dict) -> list[Shown]:
         """Click an action button (as Chainlit's action callback would); returns the new messages."""
