@@ -138,6 +138,15 @@ def test_markdown_still_renders(chat_page: Page, scripted_bot: tuple) -> None:
     expect(content.locator("code")).to_have_text("0800:123")
 
 
+def test_a_link_followed_by_html_keeps_its_address(chat_page: Page, scripted_bot: tuple) -> None:
+    reply = "Track it at https://shop.example/track<br>Thanks"
+    content = shown_reply(chat_page, scripted_bot[1], reply)
+    assert content.inner_text() == reply
+    link = content.locator("a")
+    expect(link).to_have_text("https://shop.example/track")
+    assert link.get_attribute("href") == "https://shop.example/track"
+
+
 def test_code_blocks_show_every_character_and_nothing_more(chat_page: Page, scripted_bot: tuple) -> None:
     reply = ("Settings:\n\n    host:port <default> &amp;\n\n"
              "```\nRef:QX-77 <b>\n```\n\n"

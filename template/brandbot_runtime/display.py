@@ -8,6 +8,9 @@ character of a markdown text (the middleware's answers, the welcome) while bold,
 links still work. `plain` escapes every markdown character, for texts that are not markdown
 (labels, the bot's own status and error texts).
 
+The one change that is not a backslash: a bare URL directly followed by `<` is written as the
+autolink `<url>` (it shows the same), so the escape of that `<` cannot end up inside the link.
+
 Code is shown as written, so nothing inside it is escaped. Which lines are code (fenced or
 indented blocks, inside lists or not), which lines form one paragraph (a code span may cross
 them) and which are table rows (a code span ends at a cell's border) is CommonMark's and GitHub's
@@ -28,6 +31,7 @@ _BLOCKS = MarkdownIt("commonmark").enable("table").disable(["inline", "html_bloc
 _LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")  # lines as CommonMark counts them
 _AUTOLINK = re.compile(r"<(?:[A-Za-z][A-Za-z0-9+.-]{1,31}:[^\s<>]*|[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+)>")
 _BARE_URL = re.compile(r"(?:https?://|www\.)[^\s<]*", re.IGNORECASE)
+_SCHEME = re.compile(r"https?://", re.IGNORECASE)
 _TICKS = re.compile(r"`+")
 _CELL_BORDER = re.compile(r"(?<!\\)\|")  # a table cell ends at a pipe that is not escaped
 _ENTITY = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
@@ -118,7 +122,7 @@ def _escape_inline(line: str) -> str:
         if char in "hHwW" and (index == 0 or not line[index - 1].isalnum()):
             url = _BARE_URL.match(line, index)
             if url:
-                out.append(url.group(0))
+                out.append(_bare_url(url.group(0), line[url.end():url.end() + 1]))
                 index = url.end()
                 continue
         if char == "<":
@@ -137,3 +141,18 @@ def _escape_inline(line: str) -> str:
             out.append(char)
         index += 1
     return "".join(out)
+
+
+def _bare_url(url: str, after: str) -> str:
+    """A bare URL as written, or, when `<` follows it, as an autolink `<url>` showing the same link.
+
+    GitHub's autolink extension runs a bare URL up to the next space or `<`, and takes a backslash
+    in: the usual `\\<` after it would show a stray backslash and end the link in `%5C`. An
+    autolink's angle brackets end it exactly, and do not show. Trailing punctuation stays outside,
+    where the extension would leave it; a URL without a scheme or holding `>` cannot be an autolink
+    and stays as written.
+    """
+    if after != "<" or not _SCHEME.match(url) or ">" in url:
+        return url
+    link = url.rstrip("?!.,:*_~")
+    return f"<{link}>{url[len(link):]}"

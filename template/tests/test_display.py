@@ -33,6 +33,8 @@ MARKDOWN_PIECES = st.lists(st.sampled_from(["\n", "\n\n", " ", "    ", "\t", "``
         ("see https://shop.example/order:42 now", "see https://shop.example/order:42 now"),
         ("https://shop.example/a:b or www.shop.example/x:y", "https://shop.example/a:b or www.shop.example/x:y"),
         ("what:ever", "what\\:ever"),
+        ("Track it at https://shop.example/track<br>Thanks", "Track it at <https://shop.example/track>\\<br>Thanks"),
+        ("see https://x.example/a.<b> or www.x.example<i>", "see <https://x.example/a>.\\<b> or www.x.example\\<i>"),
         ("<https://shop.example/a:b> and <help@shop.example>", "<https://shop.example/a:b> and <help@shop.example>"),
         ("[track](https://t.example/x?id=1)", "[track](https://t.example/x?id=1)"),
         ("`code a:b <i>` and ``x`y:z``", "`code a:b <i>` and ``x`y:z``"),

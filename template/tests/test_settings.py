@@ -95,3 +95,25 @@ def test_out_of_range_values_are_named(  # type: ignore[no-untyped-def]
     result = settings.current_settings()
     assert isinstance(result, ConfigurationError)
     assert [problem.split(":")[0] for problem in result.problems] == [variable]
+
+
+@pytest.mark.parametrize("secret", ["line\r\nbreak-secret", "trailing-space ", "geheimnis-schlüssel",
+                                    "tab\there-secret"])
+def test_a_secret_that_cannot_travel_in_a_header_is_refused_at_start(monkeypatch: pytest.MonkeyPatch,
+                                                                      secret: str) -> None:
+    monkeypatch.setenv("BACKEND_API_URL", "http://127.0.0.1:9/chat")
+    monkeypatch.setenv("BACKEND_API_SECRET", secret)
+    with pytest.raises(ConfigurationError) as raised:
+        validate_settings()
+    assert raised.value.problems == ["BACKEND_API_SECRET: Value error, must be printable ASCII without line "
+                                     "breaks or surrounding spaces (it travels in an HTTP header)"]
+    assert secret.strip() not in str(raised.value)
+
+
+@pytest.mark.parametrize(("variable", "value"), [("MAX_MESSAGE_CHARS", "0"), ("MESSAGES_PER_MINUTE", "0"),
+                                                 ("HISTORY_MAX_BYTES", "-1")])
+def test_session_limits_are_checked(configure, variable: str, value: str) -> None:  # type: ignore[no-untyped-def]
+    configure("http://127.0.0.1:9/chat", **{variable: value})
+    result = settings.current_settings()
+    assert isinstance(result, ConfigurationError)
+    assert [problem.split(":")[0] for problem in result.problems] == [variable]
