@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import importlib.metadata
 import json
 import py_compile
 import shutil
@@ -168,3 +169,12 @@ def test_a_rendered_project_installs_and_passes_in_a_fresh_environment(rendered:
                             capture_output=True, text=True, timeout=600)
     assert tested.returncode == 0, tested.stdout[-3000:]
     assert " passed" in tested.stdout and " failed" not in tested.stdout
+
+
+def test_a_bot_requires_exactly_the_chainlit_release_brandbot_tests() -> None:
+    """The runtime patches Chainlit's gaps at its edge; an untested Chainlit could reopen them."""
+    tested = importlib.metadata.version("chainlit")
+    generated = (REPO / "template/requirements.txt").read_text(encoding="utf-8").splitlines()
+    assert f"chainlit=={tested}" in generated
+    brandbot_pyproject = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    assert f"chainlit=={tested}" in brandbot_pyproject["project"]["dependencies"]
