@@ -76,7 +76,8 @@ def scripted_bot(rendered: Callable[[Path], Path], tmp_path_factory: pytest.Temp
     middleware = ScriptedMiddleware(secret="display-" + secrets.token_hex(12))
     try:
         app = start_app(project, port=free_port(), middleware_url=middleware.url, secret=middleware.secret,
-                        log_dir=tmp_path_factory.mktemp("display-logs"))
+                        log_dir=tmp_path_factory.mktemp("display-logs"),
+                        extra_env={"MESSAGES_PER_MINUTE": "1000"})  # one page shows every curated and fuzzed reply
     except BaseException:
         middleware.stop()
         raise

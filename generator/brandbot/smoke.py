@@ -41,7 +41,9 @@ def run_smoke(project: Path, *, request_timeout: float = 2.0, log_dir: Path | No
     log_dir = log_dir or Path(tempfile.mkdtemp(prefix="brandbot-smoke-"))
     checks: list[Check] = []
     bot = start_bot(project, log_dir=log_dir, app_env={"REQUEST_TIMEOUT_SECONDS": str(request_timeout),
-                                                       "TRANSITION_DELAY_SECONDS": "0.3"})
+                                                       "TRANSITION_DELAY_SECONDS": "0.3",
+                                                       # one session plays every path: more than a customer types
+                                                       "MESSAGES_PER_MINUTE": "1000"})
     try:
         asyncio.run(_converse(bot, brand, display, checks, on_check))
     finally:
