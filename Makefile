@@ -28,8 +28,9 @@ lint: setup
 test: lint
 	$(BIN)/python -m pytest
 
+# DEMO_ARGS passes options through, e.g. make demo DEMO_ARGS="--port 9000 --middleware-port 9001".
 demo: setup
-	$(BIN)/brandbot demo
+	$(BIN)/brandbot demo $(DEMO_ARGS)
 
 examples: setup
 	$(BIN)/brandbot examples

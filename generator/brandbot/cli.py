@@ -11,6 +11,8 @@ import shutil
 import signal
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Annotated
 
@@ -198,7 +200,7 @@ def smoke(
 
     started = time.perf_counter()
     try:
-        with _interrupts_as_keyboard_interrupt(), console.status("starting the middleware and the app...") as status:
+        with _stop_signals(), console.status("starting the middleware and the app...") as status:
 
             def show(check: Check) -> None:
                 status.update(f"{len(checks_seen) + 1} checks run, last: {check.name}")
@@ -210,8 +212,8 @@ def smoke(
         raise fail(str(error)) from None
     except ServiceError as error:
         raise fail(f"could not start the bot: {error}") from None
-    except KeyboardInterrupt:
-        raise fail("interrupted; every process started was stopped") from None
+    except Stopped as stop:
+        raise stop.exit() from None
     for check in checks:
         table.add_row(check.name, "[green]pass[/green]" if check.passed else "[red]FAIL[/red]",
                       f"{check.seconds * 1000:.0f} ms", Text(check.detail, overflow="ellipsis"))
@@ -242,20 +244,25 @@ def demo(
     log_dir = Path(tempfile.mkdtemp(prefix="brandbot-demo-"))
     bot = None
     try:
-        with _interrupts_as_keyboard_interrupt():
-            bot = start_bot(out, log_dir=log_dir, port=port, middleware_port=middleware_port)
-            _print_demo_guide(answers, out, port, log_dir)
-            while bot.app.process.poll() is None and bot.middleware.process.poll() is None:
-                time.sleep(0.5)
-            raise fail(f"a demo process stopped unexpectedly; see the logs in {log_dir}")
+        with _stop_signals():
+            try:
+                bot = start_bot(out, log_dir=log_dir, port=port, middleware_port=middleware_port)
+                _print_demo_guide(answers, out, port, log_dir)
+                while bot.app.process.poll() is None and bot.middleware.process.poll() is None:
+                    time.sleep(0.5)
+                raise fail(f"a demo process stopped unexpectedly; see the logs in {log_dir}")
+            except Stopped:
+                _say("\nStopping the demo...")
+                raise
+            finally:
+                if bot is not None:
+                    bot.stop()
     except ServiceError as error:
         raise fail(f"could not start the demo: {error}") from None
-    except KeyboardInterrupt:
-        console.print("\nStopping the demo...")
-    finally:
-        if bot is not None:
-            bot.stop()
-    console.print("Demo stopped.")
+    except Stopped as stop:
+        _say("Demo stopped.")
+        if stop.signum != signal.SIGINT:  # Ctrl-C is how the demo is meant to end: status 0
+            raise typer.Exit(stop.exit_code) from None
 
 
 def _print_demo_guide(answers: dict, out: Path, port: int, log_dir: Path) -> None:
@@ -276,18 +283,56 @@ def _print_demo_guide(answers: dict, out: Path, port: int, log_dir: Path) -> Non
     console.print(f"\nProject: {out}   Logs: {log_dir}\nPress Ctrl-C to stop.", markup=False, highlight=False)
 
 
-class _interrupts_as_keyboard_interrupt:
-    """Treat SIGTERM like Ctrl-C so `finally` blocks stop every child process."""
+#: What ends a command politely: Ctrl-C, `kill`, docker stop or a cancelled CI job, a closed terminal.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
-    def __enter__(self) -> None:
-        self._previous = signal.signal(signal.SIGTERM, self._raise)
 
-    def __exit__(self, *exc_info: object) -> None:
-        signal.signal(signal.SIGTERM, self._previous)
+class Stopped(KeyboardInterrupt):
+    """A stop signal arrived: the command stops what it started, then exits 128 + the signal's number."""
 
-    @staticmethod
-    def _raise(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+    def exit(self) -> typer.Exit:
+        """Say so on stderr (if it is still there) and return the exit to raise."""
+        with suppress(OSError):  # after SIGHUP the terminal may be gone
+            errors.print(f"stopped by {signal.Signals(self.signum).name}; every process started was stopped",
+                         markup=False, highlight=False)
+        return typer.Exit(self.exit_code)
+
+
+@contextmanager
+def _stop_signals() -> Iterator[None]:
+    """Turn the first TERM, INT or HUP into Stopped, so `finally` blocks stop every child process.
+
+    Later ones are ignored until the block ends: when a whole process group gets SIGTERM, make
+    also forwards its own to us, and that second signal must not cut the clean stop short (it
+    used to, leaving the middleware running). Linux's parent-death signal covers SIGKILL.
+    """
+    received: list[int] = []
+
+    def handle(signum: int, frame: object) -> None:
+        if not received:
+            received.append(signum)
+            raise Stopped(signum)
+
+    previous = {signum: signal.signal(signum, handle) for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _say(message: str) -> None:
+    """Print to stdout unless it is gone (a closed terminal after SIGHUP)."""
+    with suppress(OSError):
+        console.print(message, markup=False, highlight=False)
 
 
 @app.command()
@@ -322,15 +367,15 @@ def bench(
     console.print(f"benchmark: {sessions} sessions x {messages} messages, middleware latency {latency_ms:g} ms, "
                   f"{rounds} rounds each, alternating app and floor", highlight=False)
     try:
-        with _interrupts_as_keyboard_interrupt():
+        with _stop_signals():
             results = benchmark.run_bench(config, report=lambda line: console.print(
                 line, highlight=False, markup=False, soft_wrap=True))
             if generation:
                 results["generation"] = benchmark.generation_times(sorted(examples_dir().glob("*.yml")))
     except ServiceError as error:
         raise fail(f"could not start a server: {error}") from None
-    except KeyboardInterrupt:
-        raise fail("interrupted; every process started was stopped") from None
+    except Stopped as stop:
+        raise stop.exit() from None
     console.print(_bench_table(results))
     if json_out:
         benchmark.write_json(results, json_out)
@@ -397,9 +442,12 @@ def screenshots(
         _render_fresh(answers, brand_file, project)
         slug = resolved_answers(answers)["brand_slug"]
         try:
-            saved = screenshot(project, out / f"{slug}.png")
+            with _stop_signals():
+                saved = screenshot(project, out / f"{slug}.png")
         except (BrowserMissing, ServiceError) as error:
             raise fail(str(error)) from None
+        except Stopped as stop:
+            raise stop.exit() from None
         except ImportError:
             raise fail("screenshots need Playwright: pip install 'brandbot[dev]'") from None
         console.print(f"{brand_file.stem}: {saved}", markup=False, highlight=False)

@@ -1,22 +1,32 @@
 """Starting and stopping the real processes: the reference middleware and `chainlit run`.
 
-Every process gets its own session (process group) and a log file, listens on 127.0.0.1 only,
-and is stopped with SIGINT, then SIGKILL for its whole group if it lingers.
+Every process gets its own process group (so stopping it never signals us) and a log file,
+listens on 127.0.0.1 only, and is stopped with SIGINT, then SIGKILL for its whole group if it
+lingers. Whatever ends the command that started it (SIGKILL included), Linux ends it too: see
+`_parent_death_signal`. The CLI's signal handlers do the clean stop for TERM, INT and HUP.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
+import queue
 import secrets
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 class ServiceError(RuntimeError):
@@ -74,10 +84,8 @@ def start(name: str, command: list[str], *, cwd: Path, env: dict[str, str], port
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
     with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            command, cwd=cwd, env=env, stdout=log_file, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
-        )
+        process = spawn(command, cwd=cwd, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+                        stdin=subprocess.DEVNULL)
     service = Service(name, process, f"http://127.0.0.1:{port}", log_path)
     try:
         wait_healthy(service, health_path, timeout)
@@ -85,6 +93,81 @@ def start(name: str, command: list[str], *, cwd: Path, env: dict[str, str], port
         service.stop()
         raise
     return service
+
+
+def spawn(command: list[str], **options: Any) -> subprocess.Popen[bytes]:
+    """Popen in a process group of its own, killed by Linux when this process ends.
+
+    The kernel sends the parent-death signal when the *thread* that forked the child ends, not
+    the process: a server started from a worker thread (asyncio.to_thread) would die with it. So
+    only the main thread, which lives as long as the process, forks directly; other threads hand
+    the fork to one spawner thread that also lives until the process exits.
+    """
+    if threading.current_thread() is threading.main_thread():
+        return _popen(command, options)
+    return _Spawner.shared().run(command, options)
+
+
+def _popen(command: list[str], options: dict[str, Any]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(command, process_group=0, preexec_fn=_parent_death_signal(), **options)
+
+
+def _parent_death_signal() -> Callable[[], None] | None:
+    """A preexec_fn that makes Linux SIGKILL the child when the forking thread dies (PR_SET_PDEATHSIG).
+
+    SIGKILL, not TERM: it only fires when we died without stopping the child (we were SIGKILLed),
+    so nobody is left to escalate a graceful stop that hangs, and these servers keep no state. The
+    setting survives exec (Python is not set-user-ID, which would clear it) but not the child's
+    own forks: our servers are single processes. Elsewhere than Linux this returns None.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    prctl.restype = ctypes.c_int
+    parent = os.getpid()
+
+    def arm() -> None:  # runs in the child between fork and exec: no imports, no allocation-heavy work
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the signal was armed
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return arm
+
+
+class _Spawner:
+    """One daemon thread, alive until the process exits, that forks for the other threads."""
+
+    _instance: _Spawner | None = None
+    _lock = threading.Lock()
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[tuple[list[str], dict[str, Any], Future[subprocess.Popen[bytes]]]] = (
+            queue.SimpleQueue())
+        threading.Thread(target=self._serve, name="brandbot-spawner", daemon=True).start()
+
+    @classmethod
+    def shared(cls) -> _Spawner:
+        with cls._lock:
+            if cls._instance is None:
+                cls._instance = cls()
+            return cls._instance
+
+    def run(self, command: list[str], options: dict[str, Any]) -> subprocess.Popen[bytes]:
+        future: Future[subprocess.Popen[bytes]] = Future()
+        self._jobs.put((command, options, future))
+        return future.result()
+
+    def _serve(self) -> None:
+        while True:
+            command, options, future = self._jobs.get()
+            try:
+                future.set_result(_popen(command, options))
+            except BaseException as error:  # noqa: BLE001 - handed to the waiting thread
+                future.set_exception(error)
 
 
 def wait_healthy(service: Service, health_path: str, timeout: float) -> None:
