@@ -21,7 +21,8 @@ from email.utils import parsedate_to_datetime
 import httpx
 
 from .history import Turn
-from .transport import AiohttpTransport
+from .text_safety import clean_text
+from .transport import ACCEPT_ENCODING, AiohttpTransport, UndecodableBody, body_decoder
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +150,7 @@ class MiddlewareClient:
         self._timeout_seconds = timeout_seconds
         self._max_response_bytes = max_response_bytes
         self._http = httpx.AsyncClient(
-            headers={auth_header: secret, "Accept": "application/json"},
+            headers={auth_header: secret, "Accept": "application/json", "Accept-Encoding": ACCEPT_ENCODING},
             timeout=httpx.Timeout(timeout_seconds),
             transport=transport or AiohttpTransport(max_connections=200),
             follow_redirects=False,
@@ -175,19 +176,34 @@ class MiddlewareClient:
             raise MiddlewareUnreachable(f"connection failed: {_describe_transport_error(error)}") from None
         return parse_reply(body)
 
-    async def _read_body(self, response: httpx.Response) -> bytes:
-        """Read the body, refusing one larger than the configured bound."""
+    async def _read_body(self, response: httpx.Response) -> bytearray:
+        """Read and decode the body, refusing one over the bound on the wire or once decoded.
+
+        httpx would decode a compressed chunk whole, however far it expands; the bounded decoder
+        makes at most one byte more than the limit, so a compression bomb costs about the limit.
+        The raw bytes come from the response's stream itself, which httpx.MockTransport (in
+        tests) has already read once and which can be read again.
+        """
+        limit = self._max_response_bytes
         declared = response.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > self._max_response_bytes:
-            raise UnexpectedAnswer(f"answer of {declared} bytes is over the {self._max_response_bytes}-byte limit")
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.aiter_bytes():
-            size += len(chunk)
-            if size > self._max_response_bytes:
-                raise UnexpectedAnswer(f"answer is over the {self._max_response_bytes}-byte limit")
-            chunks.append(chunk)
-        return b"".join(chunks)
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise UnexpectedAnswer(f"answer of {declared} bytes is over the {limit}-byte limit")
+        try:
+            decoder = body_decoder(response.headers.get("content-encoding"))
+            body = bytearray()
+            received = 0
+            assert isinstance(response.stream, httpx.AsyncByteStream)
+            async for chunk in response.stream:
+                received += len(chunk)
+                if received <= limit:
+                    body += decoder.decode(chunk, limit + 1 - len(body))
+                if received > limit or len(body) > limit:
+                    raise UnexpectedAnswer(
+                        f"answer is over the {limit}-byte limit ({received} bytes received, {len(body)} decoded)")
+            decoder.finish()
+        except UndecodableBody as error:
+            raise UnexpectedAnswer(f"answer cannot be decoded: {error}") from None
+        return body
 
     async def aclose(self) -> None:
         """Close the pooled connections (at application shutdown)."""
@@ -204,10 +220,18 @@ def _describe_transport_error(error: httpx.TransportError) -> str:
     return type(error).__name__
 
 
-def parse_reply(body: bytes) -> Reply:
-    """Check a 200 body against the contract: a JSON object with a string `response`."""
+def parse_reply(body: bytes | bytearray) -> Reply:
+    """Check a 200 body against the contract: a JSON object with a string `response`.
+
+    Any bytes at all give a Reply or an UnexpectedAnswer: nesting deeper than Python's
+    recursion limit and integers longer than its digit limit are refused like any bad JSON.
+    The texts are cleaned of lone surrogates (a JSON escape such as "\\ud800" makes one),
+    so what enters the history and the screen can always be encoded again.
+    """
     try:
         data = json.loads(body)
+    except RecursionError:
+        raise UnexpectedAnswer(f"answer is JSON nested too deeply ({len(body)} bytes)") from None
     except (UnicodeDecodeError, ValueError):
         raise UnexpectedAnswer(f"answer is not UTF-8 JSON ({len(body)} bytes)") from None
     if not isinstance(data, dict):
@@ -218,4 +242,4 @@ def parse_reply(body: bytes) -> Reply:
     category = data.get("category")
     if category is not None and not isinstance(category, str):
         raise UnexpectedAnswer("answer's 'category' is not a string")
-    return Reply(response=response, category=category)
+    return Reply(response=clean_text(response), category=None if category is None else clean_text(category))

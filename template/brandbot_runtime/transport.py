@@ -7,16 +7,28 @@ aiohttp keeps idle connections in a per-host queue and parses HTTP in C. The lib
 `httpx-aiohttp` does the same adaptation but maps refused connections to httpx.ConnectTimeout,
 which would tell customers "Timeout" for a connection error, so this module maps aiohttp's
 errors onto the httpx classes the client's error taxonomy relies on.
+
+The transport hands httpx the body exactly as it came off the wire, compression included, as
+every httpx transport does (letting aiohttp decompress too made httpx decode it a second time).
+The client decodes it with `body_decoder`, whose decoders stop after a given number of output
+bytes: a compression bomb is refused after at most that many bytes, whatever one chunk holds.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import AsyncIterator
+from typing import Protocol
 
 import aiohttp
 import httpx
 from multidict import CIMultiDict
 from yarl import URL
+
+try:  # brotli is optional: without it (or an old one) the bot does not ask for br
+    import brotli
+except ImportError:  # pragma: no cover - brotli is in requirements.txt
+    brotli = None
 
 
 class _Body(httpx.AsyncByteStream):
@@ -56,7 +68,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=self._max_connections,
                                              keepalive_timeout=self._keepalive_seconds)
-            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=True,
+            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
                                                   cookie_jar=aiohttp.DummyCookieJar(),
                                                   skip_auto_headers=("User-Agent",))
         return self._session
@@ -108,3 +120,132 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             session, self._session = self._session, None
             await session.close()
 
+
+
+# Content codings ------------------------------------------------------------------------------
+
+_MAX_GZIP_MEMBERS = 16  # RFC 1952 allows several members; servers send one
+# brotli before 1.2 cannot stop its output at a bound, so it is used only from 1.2 on
+_BROTLI = brotli is not None and hasattr(brotli.Decompressor, "can_accept_more_data")
+ACCEPT_ENCODING = "gzip, deflate, br" if _BROTLI else "gzip, deflate"
+
+
+class UndecodableBody(ValueError):
+    """The body's Content-Encoding is not one the bot asked for, or the body does not decode."""
+
+
+class BodyDecoder(Protocol):
+    """Decodes a body chunk by chunk, never making much more output than it is asked for."""
+
+    def decode(self, data: bytes, max_length: int) -> bytes:
+        """Decode `data` (after what is left over); stop at about `max_length` bytes of output.
+
+        It returns less than `max_length` only when all the input is used, so a caller that
+        asks for one byte more than it accepts knows the body is too large as soon as it has it.
+        """
+
+    def finish(self) -> None:
+        """Refuse a coded stream that did not end where the body ended."""
+
+
+class _Identity:
+    def decode(self, data: bytes, max_length: int) -> bytes:
+        return data
+
+    def finish(self) -> None:
+        return None
+
+
+class _Zlib:
+    """gzip (several members allowed) or deflate (zlib-wrapped, or raw as some servers send it)."""
+
+    def __init__(self, *, gzip: bool) -> None:
+        self._gzip = gzip
+        self._members = 0
+        self._pending = b""  # input not yet given to a decompressor
+        self._inflate = self._next_member() if gzip else None
+
+    def _next_member(self) -> zlib._Decompress:
+        self._members += 1
+        if self._members > _MAX_GZIP_MEMBERS:
+            raise UndecodableBody(f"a gzip body of more than {_MAX_GZIP_MEMBERS} members")
+        return zlib.decompressobj(16 + zlib.MAX_WBITS)
+
+    def decode(self, data: bytes, max_length: int) -> bytes:
+        pending, self._pending = self._pending + data, b""
+        if self._inflate is None:  # deflate: the first two bytes tell a zlib header from raw deflate
+            if len(pending) < 2:
+                self._pending = pending
+                return b""
+            zlib_header = pending[0] & 0x0F == 8 and (pending[0] << 8 | pending[1]) % 31 == 0
+            self._inflate = zlib.decompressobj(zlib.MAX_WBITS if zlib_header else -zlib.MAX_WBITS)
+        out = bytearray()
+        try:
+            while len(out) < max_length:
+                if self._inflate.eof:
+                    if not pending:
+                        break
+                    if not self._gzip:
+                        raise UndecodableBody("data after the end of the deflate stream")
+                    self._inflate = self._next_member()
+                elif not pending and not self._inflate.unconsumed_tail:
+                    break
+                out += self._inflate.decompress(self._inflate.unconsumed_tail + pending, max_length - len(out))
+                pending = self._inflate.unused_data if self._inflate.eof else b""
+        except zlib.error as error:
+            raise UndecodableBody(f"not valid {'gzip' if self._gzip else 'deflate'} data ({error})") from None
+        self._pending = pending
+        return bytes(out)
+
+    def finish(self) -> None:
+        if self._inflate is None or not self._inflate.eof or self._pending:
+            raise UndecodableBody("the compressed body ended early")
+
+
+class _Brotli:
+    """br, with brotli's own output bound (brotli 1.2 and later)."""
+
+    def __init__(self) -> None:
+        self._decompressor = brotli.Decompressor()
+        self._pending = b""
+
+    def decode(self, data: bytes, max_length: int) -> bytes:
+        pending, self._pending = self._pending + data, b""
+        out = bytearray()
+        try:
+            while len(out) < max_length:
+                if self._decompressor.can_accept_more_data():
+                    if not pending:
+                        break
+                    chunk, pending = pending, b""
+                else:  # output is waiting: brotli wants empty input until it is drained
+                    chunk = b""
+                made = self._decompressor.process(chunk, output_buffer_limit=max_length - len(out))
+                if not made and not chunk:
+                    break
+                out += made
+        except brotli.error as error:
+            raise UndecodableBody(f"not valid br data ({error})") from None
+        self._pending = pending
+        return bytes(out)
+
+    def finish(self) -> None:
+        if not self._decompressor.is_finished() or self._pending:
+            raise UndecodableBody("the compressed body ended early")
+
+
+def body_decoder(content_encoding: str | None) -> BodyDecoder:
+    """The decoder for a response's Content-Encoding, or UndecodableBody for one the bot never asks for."""
+    codings = [token for token in (part.strip().lower() for part in (content_encoding or "").split(","))
+               if token and token != "identity"]
+    if not codings:
+        return _Identity()
+    if len(codings) > 1:
+        raise UndecodableBody("more than one content coding")
+    if codings[0] in ("gzip", "x-gzip"):
+        return _Zlib(gzip=True)
+    if codings[0] == "deflate":
+        return _Zlib(gzip=False)
+    if codings[0] == "br" and _BROTLI:
+        return _Brotli()
+    raise UndecodableBody(f"content coding {codings[0][:40]!r}, which the bot does not ask for")

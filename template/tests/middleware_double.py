@@ -11,9 +11,12 @@ import asyncio
 import json
 import socket
 import struct
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+import brotli
 
 
 def closed_port_url() -> str:
@@ -41,13 +44,18 @@ class Request:
 
 @dataclass
 class Respond:
-    """Answer with a status, headers and body, optionally after a delay or trickled out slowly."""
+    """Answer with a status, headers and body, optionally after a delay, trickled out slowly, or chunked.
+
+    `chunked` sends the body with Transfer-Encoding: chunked in pieces of that many bytes, so
+    the client learns no length in advance (as behind a compressing proxy).
+    """
 
     status: int = 200
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
     trickle_interval: float = 0.0
+    chunked: int = 0
 
 
 @dataclass
@@ -81,6 +89,48 @@ def json_reply(payload: Any, status: int = 200, headers: dict[str, str] | None =
     """A JSON answer, with any extra headers."""
     return Respond(status=status, body=json.dumps(payload).encode(),
                    headers={"Content-Type": "application/json", **(headers or {})}, **kwargs)
+
+
+def compress(data: bytes, coding: str) -> bytes:
+    """`data` in a content coding as servers send it: gzip, deflate (zlib-wrapped), raw-deflate, br."""
+    if coding == "br":
+        return brotli.compress(data)
+    wbits = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS, "raw-deflate": -zlib.MAX_WBITS}[coding]
+    packer = zlib.compressobj(6, zlib.DEFLATED, wbits)
+    return packer.compress(data) + packer.flush()
+
+
+def compressed_reply(payload: Any, coding: str, **kwargs: Any) -> Respond:
+    """A JSON answer compressed as a middleware behind nginx or GZipMiddleware sends it."""
+    header = "deflate" if coding == "raw-deflate" else coding
+    return Respond(body=compress(json.dumps(payload).encode(), coding),
+                   headers={"Content-Type": "application/json", "Content-Encoding": header, "Vary": "Accept-Encoding"},
+                   **kwargs)
+
+
+def compression_bomb(coding: str, size: int) -> bytes:
+    """A valid gzip, deflate or br body of `size` zero bytes (a multiple of 1 MiB when larger).
+
+    Built a MiB at a time: for gzip and deflate one compressed MiB is repeated (a full flush
+    makes every MiB compress alike), so a 1 GiB bomb takes a checksum pass, not a compression.
+    """
+    step = min(size, 1 << 20)
+    assert size % step == 0
+    zeros, count = bytes(step), size // step
+    if coding == "br":
+        packer = brotli.Compressor(quality=1)
+        return b"".join(packer.process(zeros) for _ in range(count)) + packer.finish()
+    raw = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    stream = (raw.compress(zeros) + raw.flush(zlib.Z_FULL_FLUSH)) * count + raw.flush()
+    if coding == "gzip":
+        crc = 0
+        for _ in range(count):
+            crc = zlib.crc32(zeros, crc)
+        return b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff" + stream + struct.pack("<II", crc, size & 0xFFFFFFFF)
+    adler = 1
+    for _ in range(count):
+        adler = zlib.adler32(zeros, adler)
+    return b"\x78\xda" + stream + struct.pack(">I", adler)
 
 
 def echo(request: Request) -> Action:
@@ -148,11 +198,17 @@ class MiddlewareDouble:
         assert isinstance(action, Respond)
         if action.delay:
             await asyncio.sleep(action.delay)
-        head = [f"HTTP/1.1 {action.status} {_REASONS.get(action.status, 'Status')}",
-                f"Content-Length: {len(action.body)}"]
+        framing = "Transfer-Encoding: chunked" if action.chunked else f"Content-Length: {len(action.body)}"
+        head = [f"HTTP/1.1 {action.status} {_REASONS.get(action.status, 'Status')}", framing]
         head += [f"{name}: {value}" for name, value in action.headers.items()]
         writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
-        if action.trickle_interval:
+        if action.chunked:
+            for start in range(0, len(action.body), action.chunked):
+                piece = action.body[start:start + action.chunked]
+                writer.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                await writer.drain()
+            writer.write(b"0\r\n\r\n")
+        elif action.trickle_interval:
             for index in range(len(action.body)):
                 writer.write(action.body[index:index + 1])
                 await writer.drain()
