@@ -1,5 +1,8 @@
 """The page's own defences, proven in Chromium: what it loads, who may frame it, what an SVG may do.
 
+(Also the `image_hosts` question that feeds the page's img-src: copier, `brandbot validate` and the
+runtime's IMAGE_HOSTS check apply one rule.)
+
 One bot serves a copy of the retail project whose logo, favicon and a public file are hostile SVGs;
 a scripted middleware answers with chosen markdown. Two more loopback servers stand for other
 sites: an "attacker" (a tracking pixel host, and a page that tries to frame the bot) that records
@@ -26,8 +29,9 @@ from playwright.sync_api import Page, expect
 
 from brandbot.browser import send
 from brandbot.processes import Service, free_port, start_app
+from brandbot.validation import validate_answers
 
-from .conftest import REPO, record_figure, skip_local_state
+from .conftest import REPO, copier_render, record_figure, skip_local_state
 
 GIF = bytes.fromhex("47494638396101000100800000ffffff00000021f90401000000002c00000000010001000002024401003b")
 ANSWERS = '[data-step-type="assistant_message"]'
@@ -230,3 +234,52 @@ def test_a_hostile_svg_opened_directly_runs_nothing(watched: Watched, setup: Set
     watched.page.wait_for_timeout(300)
     assert watched.page.evaluate("document.documentElement.getAttribute('data-ran')") is None
     assert [path for path in setup.attacker.paths() if "svg-ran" in path] == []
+
+
+ORIGINS = [
+    ("https://cdn.acme.example", True), ("https://CDN.acme.example:8443", True), ("http://127.0.0.1:9000", True),
+    ("http://localhost", True), ("http://[::1]:5000", True), ("https://[2001:db8::1]", True),
+    ("http://cdn.acme.example", False), ("https://cdn.acme.example/", False), ("https://cdn.acme.example/a", False),
+    ("https://*.acme.example", False), ("https://cdn.acme.example?x=1", False), ("https://u@cdn.acme.example", False),
+    ("https://cdn.acme.example:65536", False), ("cdn.acme.example", False), ("'unsafe-inline'", False),
+    ("https://a.example; script-src *", False), ("https://a.example\n", False), ("data:", False),
+]
+
+
+def runtime_parse_origins() -> Callable[[object], tuple[str, ...]]:
+    """The generated bot's own IMAGE_HOSTS check (security_headers imports only the standard library)."""
+    import importlib.util
+    import sys
+
+    name = "brandbot_runtime_security_headers_under_test"
+    if name not in sys.modules:  # dataclasses look their module up in sys.modules
+        spec = importlib.util.spec_from_file_location(name, REPO / "template/brandbot_runtime/security_headers.py")
+        assert spec is not None and spec.loader is not None
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[name])
+    return sys.modules[name].parse_origins
+
+
+@pytest.mark.parametrize(("origin", "accepted"), ORIGINS)
+def test_the_question_and_the_runtime_apply_one_origin_rule(origin: str, accepted: bool) -> None:
+    problems = [str(problem) for problem in validate_answers({"brand_name": "Acme", "image_hosts": ["https://a.example",
+                                                                                                    origin]})]
+    assert problems == ([] if accepted else [
+        f"image_hosts: image_hosts[1]: must be an origin https://host[:port] without path, query or wildcard "
+        f"(http only for 127.0.0.1, localhost or [::1]; got {json.dumps(origin)})"])
+    try:
+        runtime_parse_origins()(["https://a.example", origin])
+    except ValueError as error:
+        assert not accepted and "image_hosts[1]: must be an origin" in str(error)
+    else:
+        assert accepted
+
+
+def test_copier_writes_image_hosts_to_brand_toml_and_refuses_a_bad_one(tmp_path: Path) -> None:
+    out = copier_render(tmp_path / "good", {"brand_name": "Acme", "image_hosts": ["https://cdn.acme.example"]})
+    brand = (out / "brand.toml").read_text(encoding="utf-8")
+    assert 'image_hosts = ["https://cdn.acme.example"]' in brand
+    assert 'image_hosts = []' in (copier_render(tmp_path / "default", {"brand_name": "Acme"}) / "brand.toml").read_text(
+        encoding="utf-8")
+    with pytest.raises(ValueError, match=r"image_hosts\[0\]: must be an origin"):
+        copier_render(tmp_path / "bad", {"brand_name": "Acme", "image_hosts": ["https://cdn.acme.example/pixels"]})

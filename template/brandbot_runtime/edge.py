@@ -17,6 +17,9 @@ def install() -> None:
     global _installed
     if _installed:
         return
-    from chainlit.server import app  # noqa: F401 - each protection below adds itself to this app
+    from chainlit.server import app  # each protection below adds itself to this app
 
+    from . import security_headers
+
+    security_headers.install(app)
     _installed = True

