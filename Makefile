@@ -6,11 +6,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup test lint demo examples screenshots clean
+.PHONY: help setup system-packages test lint demo examples screenshots clean
 
 help:
 	@echo "make demo   - render the retail example and run it with the reference middleware"
-	@echo "make test   - lint, then run every test (real copier, chainlit and socket.io)"
+	@echo "make test   - lint, install missing system packages (Chromium), then run every test"
 	@echo "make examples - regenerate every example brand into build/examples"
 	@echo "make screenshots - save a screenshot of each example brand to docs/img"
 
@@ -25,7 +25,12 @@ setup: $(STAMP)
 lint: setup
 	$(BIN)/ruff check generator tests template migrations
 
-test: lint
+# The Debian packages the tests need (Chromium for the browser tests), listed in .ci/system-packages:
+# installed with apt-get when run as root, otherwise make stops with the one command to run.
+system-packages:
+	.ci/install-system-packages
+
+test: lint system-packages
 	$(BIN)/python -m pytest
 
 # DEMO_ARGS passes options through, e.g. make demo DEMO_ARGS="--port 9000 --middleware-port 9001".

@@ -24,13 +24,21 @@ class BrowserMissing(RuntimeError):
 
 
 def chromium_path() -> Path:
-    """The system Chromium (CHROMIUM_PATH overrides), or BrowserMissing."""
-    for candidate in (os.environ.get("CHROMIUM_PATH"), "/usr/bin/chromium", shutil.which("chromium"),
-                      shutil.which("chromium-browser")):
+    """The system Chromium (CHROMIUM_PATH overrides), or BrowserMissing.
+
+    A CHROMIUM_PATH that names no executable is an error, not a hint: falling back to another
+    browser (or to none) would hide the mistake.
+    """
+    chosen = os.environ.get("CHROMIUM_PATH")
+    if chosen:
+        if Path(chosen).is_file() and os.access(chosen, os.X_OK):
+            return Path(chosen)
+        raise BrowserMissing(f"CHROMIUM_PATH={chosen} is not an executable file")
+    for candidate in ("/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser")):
         if candidate and Path(candidate).is_file():
             return Path(candidate)
-    raise BrowserMissing("Chromium not found: install Debian's package (apt-get install -y chromium) "
-                         "or set CHROMIUM_PATH")
+    raise BrowserMissing("Chromium not found: run `sudo apt-get install -y chromium` (`make test` does it when run "
+                         "as root), or set CHROMIUM_PATH to a Chrome or Chromium")
 
 
 @contextmanager
