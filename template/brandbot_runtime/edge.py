@@ -19,7 +19,8 @@ def install() -> None:
         return
     from chainlit.server import app  # each protection below adds itself to this app
 
-    from . import security_headers
+    from . import request_guard, security_headers
 
+    request_guard.install(app)  # origins, body limits, socket events; added first, so the headers wrap its refusals
     security_headers.install(app)
     _installed = True

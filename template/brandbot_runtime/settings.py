@@ -20,6 +20,7 @@ from pydantic_settings import (
 )
 
 from .paths import brand_file, dotenv_file
+from .request_guard import parse_allowed_origins
 from .security_headers import parse_origins
 
 _HEADER_VALUE = re.compile(r"[!-~](?:[ -~]*[!-~])?")  # visible ASCII, inner spaces allowed
@@ -49,12 +50,22 @@ class Settings(BaseSettings):
     # Origins answers' images may load from (the page's CSP img-src). `| str` lets IMAGE_HOSTS be a
     # comma-separated list: pydantic-settings would otherwise insist on JSON for a list.
     image_hosts: tuple[str, ...] | str = ()
+    # Other web pages that may open the chat and read its answers (the website widget's hosts),
+    # comma-separated; the bot's own pages always may (request_guard). Same `| str` as above.
+    allowed_origins: tuple[str, ...] | str = ()
+    max_request_bytes: int = Field(default=262_144, ge=16_384, le=100_000_000)
 
     @field_validator("image_hosts", mode="before")
     @classmethod
     def _image_hosts_are_origins(cls, value: object) -> tuple[str, ...]:
         """https origins only (http on loopback), as in the brand's image_hosts question."""
         return parse_origins(value)
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _allowed_origins_are_origins(cls, value: object) -> tuple[str, ...]:
+        """Each entry scheme://host[:port], normalized the way browsers write the Origin header."""
+        return parse_allowed_origins(value)
 
     @field_validator("backend_api_secret")
     @classmethod
