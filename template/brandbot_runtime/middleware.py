@@ -113,8 +113,8 @@ def retry_after_seconds(value: str | None, now: datetime | None = None) -> int |
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        seconds = int(value)
+    if value.isascii() and value.isdigit():  # not "²": str.isdigit accepts digits int() refuses
+        seconds = int(value) if len(value) < 10 else 3600  # and no 5,000-digit int
     else:
         try:
             when = parsedate_to_datetime(value)

@@ -95,7 +95,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             headers=[(name, value) for name, value in response.raw_headers],
             stream=_Body(response),
             request=request,
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": (response.reason or "").encode()},
+            # aiohttp keeps a reason's invalid UTF-8 as surrogates: only ASCII goes on
+            extensions={"http_version": b"HTTP/1.1",
+                        "reason_phrase": (response.reason or "").encode("ascii", "replace")},
         )
 
     def _url(self, request: httpx.Request) -> URL:
@@ -135,7 +137,7 @@ class UndecodableBody(ValueError):
 
 
 class BodyDecoder(Protocol):
-    """Decodes a body chunk by chunk, never making much more output than it is asked for."""
+    """Decodes a body chunk by chunk, never making much more output than it is asked for (or its input)."""
 
     def decode(self, data: bytes, max_length: int) -> bytes:
         """Decode `data` (after what is left over); stop at about `max_length` bytes of output.
@@ -163,6 +165,7 @@ class _Zlib:
         self._gzip = gzip
         self._members = 0
         self._pending = b""  # input not yet given to a decompressor
+        self._drain = False
         self._inflate = self._next_member() if gzip else None
 
     def _next_member(self) -> zlib._Decompress:
@@ -180,6 +183,7 @@ class _Zlib:
             zlib_header = pending[0] & 0x0F == 8 and (pending[0] << 8 | pending[1]) % 31 == 0
             self._inflate = zlib.decompressobj(zlib.MAX_WBITS if zlib_header else -zlib.MAX_WBITS)
         out = bytearray()
+        drain = self._drain  # the last call stopped at its bound: zlib may hold output without input
         try:
             while len(out) < max_length:
                 if self._inflate.eof:
@@ -188,13 +192,16 @@ class _Zlib:
                     if not self._gzip:
                         raise UndecodableBody("data after the end of the deflate stream")
                     self._inflate = self._next_member()
-                elif not pending and not self._inflate.unconsumed_tail:
+                elif not pending and not self._inflate.unconsumed_tail and not drain:
                     break
-                out += self._inflate.decompress(self._inflate.unconsumed_tail + pending, max_length - len(out))
+                wanted = max_length - len(out)
+                made = self._inflate.decompress(self._inflate.unconsumed_tail + pending, wanted)
+                out += made
+                drain = len(made) == wanted
                 pending = self._inflate.unused_data if self._inflate.eof else b""
         except zlib.error as error:
             raise UndecodableBody(f"not valid {'gzip' if self._gzip else 'deflate'} data ({error})") from None
-        self._pending = pending
+        self._pending, self._drain = pending, drain
         return bytes(out)
 
     def finish(self) -> None:
@@ -203,30 +210,35 @@ class _Zlib:
 
 
 class _Brotli:
-    """br, with brotli's own output bound (brotli 1.2 and later)."""
+    """br, with brotli's own output bound (brotli 1.2 and later; it may pass the bound by up to 32 KiB)."""
 
     def __init__(self) -> None:
         self._decompressor = brotli.Decompressor()
         self._pending = b""
+        self._drain = False
 
     def decode(self, data: bytes, max_length: int) -> bytes:
         pending, self._pending = self._pending + data, b""
         out = bytearray()
+        drain = self._drain  # the last call stopped at its bound: more output may wait without input
         try:
             while len(out) < max_length:
-                if self._decompressor.can_accept_more_data():
-                    if not pending:
-                        break
+                ready = self._decompressor.can_accept_more_data()  # else it wants empty input first
+                if pending and ready:
                     chunk, pending = pending, b""
-                else:  # output is waiting: brotli wants empty input until it is drained
+                elif drain or not ready:
                     chunk = b""
-                made = self._decompressor.process(chunk, output_buffer_limit=max_length - len(out))
+                else:
+                    break
+                wanted = max_length - len(out)
+                made = self._decompressor.process(chunk, output_buffer_limit=wanted)
                 if not made and not chunk:
                     break
                 out += made
+                drain = len(made) >= wanted
         except brotli.error as error:
             raise UndecodableBody(f"not valid br data ({error})") from None
-        self._pending = pending
+        self._pending, self._drain = pending, drain
         return bytes(out)
 
     def finish(self) -> None:

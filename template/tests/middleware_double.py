@@ -47,7 +47,8 @@ class Respond:
     """Answer with a status, headers and body, optionally after a delay, trickled out slowly, or chunked.
 
     `chunked` sends the body with Transfer-Encoding: chunked in pieces of that many bytes, so
-    the client learns no length in advance (as behind a compressing proxy).
+    the client learns no length in advance (as behind a compressing proxy). Header values and
+    the reason phrase are written as latin-1, so "\xff" puts the byte 0xFF on the wire.
     """
 
     status: int = 200
@@ -56,6 +57,7 @@ class Respond:
     delay: float = 0.0
     trickle_interval: float = 0.0
     chunked: int = 0
+    reason: str | None = None  # the status line's reason phrase, written as latin-1 bytes
 
 
 @dataclass
@@ -199,7 +201,8 @@ class MiddlewareDouble:
         if action.delay:
             await asyncio.sleep(action.delay)
         framing = "Transfer-Encoding: chunked" if action.chunked else f"Content-Length: {len(action.body)}"
-        head = [f"HTTP/1.1 {action.status} {_REASONS.get(action.status, 'Status')}", framing]
+        reason = _REASONS.get(action.status, "Status") if action.reason is None else action.reason
+        head = [f"HTTP/1.1 {action.status} {reason}", framing]
         head += [f"{name}: {value}" for name, value in action.headers.items()]
         writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
         if action.chunked:

@@ -14,7 +14,14 @@ import tracemalloc
 import pytest
 
 from brandbot_runtime.display import as_sent
-from brandbot_runtime.middleware import Reply, UnexpectedAnswer, parse_reply
+from brandbot_runtime.middleware import (
+    MiddlewareError,
+    MiddlewareStatusError,
+    Reply,
+    UnexpectedAnswer,
+    parse_reply,
+)
+from brandbot_runtime.transport import body_decoder
 
 from .chat_harness import ChatHarness
 from .conftest import make_client
@@ -85,28 +92,46 @@ async def test_a_compression_bomb_is_refused_within_the_limit(
     assert (await ask(middleware)).response == "fine again"
 
 
-@pytest.mark.parametrize(("encoding", "body"), [
-    ("gzip", json.dumps(ANSWER).encode()),
-    ("br", compress(json.dumps(ANSWER).encode(), "gzip")),
-    ("deflate", b"\x78\x9c" + json.dumps(ANSWER).encode()),
-    ("gzip", compress(json.dumps(ANSWER).encode(), "gzip")[:-20]),
-    ("gzip", compress(json.dumps(ANSWER).encode(), "gzip") + b"trailing"),
-    ("deflate", compress(json.dumps(ANSWER).encode(), "deflate") + b"trailing"),
-    ("gzip", compress(json.dumps(ANSWER).encode(), "gzip") * 20),
-    ("gzip, gzip", compress(compress(json.dumps(ANSWER).encode(), "gzip"), "gzip")),
-    ("zstd", b"\x28\xb5\x2f\xfd" + b"\x00" * 20),
-    ("compress", b"\x1f\x9d" + b"\x00" * 20),
-    ("gzip", b""),
-], ids=["plain-labelled-gzip", "gzip-labelled-br", "bad-deflate", "truncated-gzip", "gzip-trailing-garbage",
-        "deflate-trailing-garbage", "20-gzip-members", "two-codings", "zstd-not-offered", "compress-not-offered",
-        "empty-gzip"])
-async def test_a_body_its_content_encoding_does_not_describe_is_unexpected(
-    middleware: MiddlewareDouble, encoding: str, body: bytes
-) -> None:
-    middleware.behave = lambda request: Respond(body=body, headers={"Content-Encoding": encoding})
-    with pytest.raises(UnexpectedAnswer) as raised:
-        await ask(middleware)
-    assert raised.value.text_id == "error_unexpected_answer"
+PLAIN = json.dumps(ANSWER).encode()
+MISLABELLED = {  # case -> (Content-Encoding, body)
+    "plain-labelled-gzip": ("gzip", PLAIN),
+    "gzip-labelled-br": ("br", compress(PLAIN, "gzip")),
+    "bad-deflate": ("deflate", b"\x78\x9c" + PLAIN),
+    "truncated-gzip": ("gzip", compress(PLAIN, "gzip")[:-20]),
+    "gzip-trailing-garbage": ("gzip", compress(PLAIN, "gzip") + b"trailing"),
+    "deflate-trailing-garbage": ("deflate", compress(PLAIN, "deflate") + b"trailing"),
+    "br-trailing-garbage": ("br", compress(PLAIN, "br") + b"trailing"),
+    "truncated-br": ("br", compress(PLAIN, "br")[:-3]),
+    "20-gzip-members": ("gzip", compress(PLAIN, "gzip") * 20),
+    "two-codings": ("gzip, gzip", compress(compress(PLAIN, "gzip"), "gzip")),
+    "zstd-not-offered": ("zstd", b"\x28\xb5\x2f\xfd" + b"\x00" * 20),
+    "compress-not-offered": ("compress", b"\x1f\x9d" + b"\x00" * 20),
+    "empty-gzip": ("gzip", b""),
+}
+
+
+async def outcomes(middleware: MiddlewareDouble, actions: dict[str, Respond]) -> dict[str, object]:
+    """Each case's Reply, or the text_id the customer would see, or the exception that escaped."""
+    client = make_client(middleware.url, max_bytes=LIMIT)
+    seen: dict[str, object] = {}
+    try:
+        for name, action in actions.items():
+            middleware.behave = lambda request, action=action: action
+            try:
+                seen[name] = await client.ask("x", [])
+            except MiddlewareError as error:
+                seen[name] = error.text_id
+            except Exception as error:  # noqa: BLE001 - what would become error_internal
+                seen[name] = f"escaped: {type(error).__name__}"
+    finally:
+        await client.aclose()
+    return seen
+
+
+async def test_a_body_its_content_encoding_does_not_describe_is_unexpected(middleware: MiddlewareDouble) -> None:
+    actions = {name: Respond(body=body, headers={"Content-Encoding": coding})
+               for name, (coding, body) in MISLABELLED.items()}
+    assert await outcomes(middleware, actions) == dict.fromkeys(MISLABELLED, "error_unexpected_answer")
 
 
 async def test_identity_and_two_gzip_members_are_read(middleware: MiddlewareDouble) -> None:
@@ -118,16 +143,52 @@ async def test_identity_and_two_gzip_members_are_read(middleware: MiddlewareDoub
     assert await ask(middleware) == Reply(**ANSWER)
 
 
-@pytest.mark.parametrize(("body", "expected"), [
-    (b'{"response": "a \\ud800", "category": "Order\\udc00"}', Reply("a \ufffd", "Order\ufffd")),
-    (b'{"response": "half \\ud83d"}', Reply("half \ufffd", None)),
-    (b'{"response": "raw \xed\xa0\x80 bytes"}', Reply("raw \ufffd bytes", None)),
-    (b'{"response": "pair \\ud83d\\ude00"}', Reply("pair \U0001f600", None)),
-], ids=["escaped", "cut-emoji", "utf8-encoded-surrogate", "valid-pair"])
-def test_lone_surrogates_in_an_answer_become_replacement_characters(body: bytes, expected: Reply) -> None:
-    reply = parse_reply(body)
-    assert reply == expected
-    reply.response.encode()
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "raw-deflate", "br"])
+def test_a_decoder_fed_byte_by_byte_with_a_tiny_bound_makes_the_whole_body(coding: str) -> None:
+    data = json.dumps(ANSWER).encode() * 50
+    packed = compress(data, coding) + (compress(b"[]", coding) if coding == "gzip" else b"")
+    decoder = body_decoder("deflate" if coding == "raw-deflate" else coding)
+    out = bytearray()
+    for index in range(len(packed)):
+        made = decoder.decode(packed[index:index + 1], 7)
+        while len(made) >= 7:  # stopped at its bound: the rest comes with no new input
+            out += made
+            made = decoder.decode(b"", 7)
+        out += made
+    decoder.finish()
+    assert bytes(out) == data + (b"[]" if coding == "gzip" else b"")
+
+
+@pytest.mark.parametrize(("action", "text_id", "values"), [
+    (Respond(status=429, reason="\xed\xa0\x80", headers={"Retry-After": "\xb2"}), "error_rate_limited", {}),
+    (Respond(status=429, headers={"Retry-After": "9" * 5000}), "error_rate_limited_retry", {"seconds": "3600"}),
+    (Respond(status=503, reason="\xff\xfe"), "error_service_unavailable", {}),
+], ids=["surrogate-reason-superscript-retry-after", "5000-digit-retry-after", "latin1-reason"])
+async def test_a_hostile_status_line_or_retry_after_is_a_status_error(
+    middleware: MiddlewareDouble, action: Respond, text_id: str, values: dict[str, str]
+) -> None:
+    middleware.behave = lambda request: action
+    with pytest.raises(MiddlewareStatusError) as raised:
+        await ask(middleware)
+    assert (raised.value.text_id, raised.value.values) == (text_id, values)
+
+
+async def test_a_200_with_an_undecodable_reason_phrase_is_an_answer(middleware: MiddlewareDouble) -> None:
+    middleware.behave = lambda request: json_reply({"response": "ok"}, reason="\xed\xa0\x80 \xff")
+    assert await ask(middleware) == Reply("ok", None)
+
+
+def test_lone_surrogates_in_an_answer_become_replacement_characters() -> None:
+    cases = {  # body -> the Reply it gives
+        b'{"response": "a \\ud800", "category": "Order\\udc00"}': Reply("a \ufffd", "Order\ufffd"),
+        b'{"response": "half \\ud83d"}': Reply("half \ufffd", None),  # an emoji cut in half
+        b'{"response": "raw \xed\xa0\x80 bytes"}': Reply("raw \ufffd bytes", None),  # UTF-8-encoded surrogate
+        b'{"response": "pair \\ud83d\\ude00"}': Reply("pair \U0001f600", None),  # a valid pair stays one emoji
+    }
+    replies = {body: parse_reply(body) for body in cases}
+    assert replies == cases
+    for reply in replies.values():
+        (reply.response + (reply.category or "")).encode()
 
 
 async def test_a_lone_surrogate_does_not_break_the_session(configure, middleware: MiddlewareDouble,
@@ -146,34 +207,35 @@ async def test_a_lone_surrogate_does_not_break_the_session(configure, middleware
 DEPTH = 100_000
 
 
-@pytest.mark.parametrize("body", [
-    b"[" * DEPTH + b"]" * DEPTH,
-    b'{"response": ' + b"[" * DEPTH + b"]" * DEPTH + b"}",
-    b'{"response": "ok", "extra": ' + b'{"a": ' * DEPTH + b"1" + b"}" * DEPTH + b"}",
-    b"[" * DEPTH,
-    b'{"response": 1e999999}',
-    b'{"response": NaN}',
-    b'{"response": "ok", "n": ' + b"9" * 10_000 + b"}",
-    b'{"response": "ok"} trailing',
-    b'"just a string"',
-], ids=["nested-array", "nested-response", "nested-extra", "unclosed-nesting", "huge-number-response",
-        "nan-response", "10000-digit-integer", "trailing-data", "json-string"])
-async def test_a_body_built_to_break_the_parser_is_unexpected(middleware: MiddlewareDouble, body: bytes) -> None:
-    middleware.behave = lambda request: Respond(body=body)
+PARSER_BREAKERS = {
+    "nested-array": b"[" * DEPTH + b"]" * DEPTH,
+    "nested-response": b'{"response": ' + b"[" * DEPTH + b"]" * DEPTH + b"}",
+    "nested-extra": b'{"response": "ok", "extra": ' + b'{"a": ' * DEPTH + b"1" + b"}" * DEPTH + b"}",
+    "unclosed-nesting": b"[" * DEPTH,
+    "huge-number-response": b'{"response": 1e999999}',
+    "nan-response": b'{"response": NaN}',
+    "10000-digit-integer": b'{"response": "ok", "n": ' + b"9" * 10_000 + b"}",
+    "trailing-data": b'{"response": "ok"} trailing',
+    "json-string": b'"just a string"',
+}
+
+
+async def test_a_body_built_to_break_the_parser_is_unexpected(middleware: MiddlewareDouble) -> None:
     started = time.monotonic()
-    with pytest.raises(UnexpectedAnswer) as raised:
-        await ask(middleware)
-    assert raised.value.text_id == "error_unexpected_answer"
-    assert time.monotonic() - started < 2
+    seen = await outcomes(middleware, {name: Respond(body=body) for name, body in PARSER_BREAKERS.items()})
+    assert seen == dict.fromkeys(PARSER_BREAKERS, "error_unexpected_answer")
+    assert time.monotonic() - started < 5
 
 
-@pytest.mark.parametrize(("body", "expected"), [
-    (b'{"response": "first", "response": "last"}', Reply("last", None)),
-    (b'{"response": "ok", "score": NaN, "big": 1e999999, "small": -Infinity}', Reply("ok", None)),
-    (b'{"response": "' + b"x" * (LIMIT - 20) + b'"}', Reply("x" * (LIMIT - 20), None)),
-    (b'{"response": "' + b"\\ud800" * ((LIMIT - 20) // 6) + b'"}', Reply("\ufffd" * ((LIMIT - 20) // 6), None)),
-], ids=["duplicate-key-last-wins", "non-finite-extras", "response-at-the-limit", "limit-full-of-surrogates"])
-async def test_a_strange_but_usable_body_is_an_answer(middleware: MiddlewareDouble, body: bytes,
-                                                       expected: Reply) -> None:
-    middleware.behave = lambda request: Respond(body=body)
-    assert await ask(middleware) == expected
+async def test_a_strange_but_usable_body_is_an_answer(middleware: MiddlewareDouble) -> None:
+    surrogates = (LIMIT - 20) // 6
+    cases = {  # case -> (body, the Reply it gives)
+        "duplicate-key-last-wins": (b'{"response": "first", "response": "last"}', Reply("last", None)),
+        "non-finite-extras": (b'{"response": "ok", "score": NaN, "big": 1e999999, "small": -Infinity}',
+                              Reply("ok", None)),
+        "response-at-the-limit": (b'{"response": "' + b"x" * (LIMIT - 20) + b'"}', Reply("x" * (LIMIT - 20), None)),
+        "limit-full-of-surrogates": (b'{"response": "' + b"\\ud800" * surrogates + b'"}',
+                                     Reply("\ufffd" * surrogates, None)),
+    }
+    seen = await outcomes(middleware, {name: Respond(body=body) for name, (body, _) in cases.items()})
+    assert seen == {name: reply for name, (_, reply) in cases.items()}

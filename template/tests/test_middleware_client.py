@@ -160,6 +160,7 @@ async def test_an_answer_over_the_size_limit_is_refused(middleware: MiddlewareDo
 @pytest.mark.parametrize(("header", "seconds"), [
     ("30", 30), ("0", 1), ("99999", 3600), ("soon", None), (None, None), ("", None),
     ("Wed, 26 Nov 2036 10:00:00 GMT", 3600), ("Mon, 01 Jan 2001 00:00:00 GMT", 1),
+    ("\xb2", None), ("\u0663", None), ("9" * 5000, 3600),
 ])
 def test_retry_after_is_read_as_seconds_or_a_date(header: str | None, seconds: int | None) -> None:
     assert retry_after_seconds(header) == seconds
