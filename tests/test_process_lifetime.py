@@ -10,6 +10,9 @@ ports, sends one signal, and requires both servers gone and both ports free with
 from __future__ import annotations
 
 import os
+import select
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +23,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from ptyprocess import PtyProcess
 
 from brandbot.processes import Service, free_port, port_is_free, start_middleware
 
@@ -117,6 +121,48 @@ def test_demo_servers_end_with_the_command_whatever_ends_it(tmp_path: Path, sign
             if _alive(leftover):
                 leftover.kill()
         launcher.wait(timeout=15)
+
+
+def _read_until(terminal: PtyProcess, wanted: bytes, timeout: float) -> bytes:
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while wanted not in seen:
+        assert time.monotonic() < deadline, f"{wanted!r} never appeared:\n{seen.decode(errors='replace')}"
+        if select.select([terminal.fd], [], [], 0.2)[0]:
+            seen += os.read(terminal.fd, 65536)
+    return seen
+
+
+def test_closing_the_terminal_ends_make_demo_and_both_servers(tmp_path: Path) -> None:
+    """The real SIGHUP: `make demo` typed into an interactive shell, then the terminal closed (the
+    shell, on its hangup, sends SIGHUP to its jobs: make and brandbot)."""
+    ports = (free_port(), free_port())
+    terminal = PtyProcess.spawn([shutil.which("bash") or "/bin/bash", "--norc", "--noprofile", "-i"],
+                                dimensions=(40, 200), env={**os.environ, "PS1": "$ "})
+    servers: list[psutil.Process] = []
+    try:
+        terminal.write(shlex.join(_demo_command("make-group", *ports, tmp_path / "demo")).encode() + b"\n")
+        _read_until(terminal, b"Press Ctrl-C to stop", timeout=90)
+        servers = [child for child in psutil.Process(terminal.pid).children(recursive=True)
+                   if any(word in child.cmdline() for word in ("chainlit", "middleware"))]
+        assert len(servers) == 2
+        terminal.fileobj.close()  # hang up, as a closed terminal window does; no signal sent by us
+        terminal.closed = True
+        started = time.monotonic()
+        while time.monotonic() - started < DEADLINE_SECONDS and (
+                any(map(_alive, servers)) or not all(map(port_is_free, ports))):
+            time.sleep(0.02)
+        seconds = time.monotonic() - started
+        left = [server.cmdline() for server in servers if _alive(server)]
+        record_figure("seconds for both demo servers to end", 1, f"terminal closed: {seconds:.2f} s, {len(left)} left")
+        assert not left and all(map(port_is_free, ports)), f"still running {seconds:.1f} s after the hangup: {left}"
+    finally:
+        for leftover in servers:
+            if _alive(leftover):
+                leftover.kill()
+        if terminal.isalive():
+            terminal.kill(signal.SIGKILL)
+        terminal.wait()
 
 
 def test_a_server_started_from_a_short_lived_thread_outlives_that_thread(tmp_path: Path) -> None:
