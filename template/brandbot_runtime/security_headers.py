@@ -105,9 +105,10 @@ class Policy:
     def page_csp(self, inline_scripts: Iterable[bytes]) -> str:
         """The CSP of Chainlit's page, allowing its own inline scripts by hash.
 
-        img-src keeps `data:` (Chainlit's stylesheet draws icons as data: SVGs) and `blob:` (previews
-        the page makes of files in memory): neither can reach the network, so neither can leak.
-        style-src needs 'unsafe-inline': the React components insert <style> elements at run time.
+        img-src keeps `data:` (Chainlit's stylesheet draws icons as data: SVGs; without it Chromium
+        reports violations) and `blob:` (previews the page makes of files in memory): neither can
+        reach the network, so neither can leak. style-src needs 'unsafe-inline': Chainlit's components
+        apply inline styles at run time (Chromium blocks them otherwise); styles cannot run script.
         """
         hashes = sorted({script_hash(source) for source in inline_scripts})
         directives = [
@@ -115,7 +116,7 @@ class Policy:
             " ".join(["script-src 'self'", *hashes]),
             "style-src 'self' 'unsafe-inline'",
             " ".join(["img-src 'self' data: blob:", *self.image_hosts]),
-            "font-src 'self' data:",
+            "font-src 'self'",
             "connect-src 'self'",
             "object-src 'none'",
             "base-uri 'none'",

@@ -66,7 +66,8 @@ async def test_the_page_allows_exactly_its_inline_scripts_and_loads_nothing_from
     assert policy["script-src"] == ["'self'", *sorted(hashes)]
     assert policy["default-src"] == ["'self'"]
     assert policy["img-src"] == ["'self'", "data:", "blob:"]
-    assert policy["connect-src"] == ["'self'"]
+    assert policy["connect-src"] == ["'self'"] and policy["font-src"] == ["'self'"]
+    assert policy["style-src"] == ["'self'", "'unsafe-inline'"]  # Chainlit's components set inline styles
     assert policy["object-src"] == ["'none'"] and policy["base-uri"] == ["'none'"]
     assert policy["frame-ancestors"] == ["'self'"]
     assert not re.search(r"https?://|//[a-z]", re.sub(r'<meta [^>]*>', "", response.text))  # KaTeX, Google Fonts
