@@ -96,7 +96,8 @@ class Policy:
     """What the page may load and who may frame it.
 
     `frame_ancestors` holds origins besides the bot's own that may frame it: empty today; the
-    website-widget work fills it from the brand's site origins (see `policy_for`).
+    website-widget work fills it from the brand's site origins (see `policy_for`). X-Frame-Options
+    stays SAMEORIGIN for old browsers: browsers that know frame-ancestors ignore it.
     """
 
     image_hosts: tuple[str, ...] = ()
