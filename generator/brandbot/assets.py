@@ -3,25 +3,38 @@
 copier can only render text from inside the template, so a brand's logo, which lives beside its
 brand file, is copied by brandbot after rendering. A plain `copier copy` records the answer and
 ships the monogram instead (see the README).
+
+Whatever the bot serves from public/ is served from its own origin, so a brand file may name only
+regular files inside its own folder (after symlinks and `..` are resolved: a link to /etc/passwd
+must not be published), and their content is held to asset_checks' rules. The bytes copied are
+the bytes checked: a file is read once, through one descriptor.
 """
 
 from __future__ import annotations
 
-import shutil
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .asset_checks import css_problem, png_problem, svg_problem
 from .validation import Problem, validate_answers
 
 MAX_IMAGE_BYTES = 1_000_000
 MAX_CSS_BYTES = 200_000
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+class AssetError(Exception):
+    """A brand file that may not be published; the message is the rule it breaks."""
 
 
 def brand_problems(answers: dict[str, Any], base_dir: Path) -> list[Problem]:
-    """Everything wrong with a brand: copier.yml's rules, then its own files beside the brand file."""
-    return validate_answers(answers) + check_assets(answers, base_dir)
+    """Everything wrong with a brand: copier.yml's rules, then its own files beside the brand file
+    (a file whose answer already broke a rule, such as an absolute path, is not opened)."""
+    problems = validate_answers(answers)
+    wrong = {problem.question for problem in problems}
+    return problems + [problem for problem in check_assets(answers, base_dir) if problem.question not in wrong]
 
 
 @dataclass(frozen=True)
@@ -31,6 +44,7 @@ class Asset:
     question: str
     source: Path
     targets: tuple[str, ...]
+    answer: str = ""  # the path as the brand file wrote it
 
 
 def brand_assets(answers: dict[str, Any], base_dir: Path) -> list[Asset]:
@@ -38,53 +52,86 @@ def brand_assets(answers: dict[str, Any], base_dir: Path) -> list[Asset]:
     found = []
     for question, stems in (("logo", ("logo_light", "logo_dark")), ("favicon", ("favicon",))):
         value = answers.get(question)
-        if value:
+        if value and isinstance(value, str):
             suffix = Path(value).suffix.lower()
-            found.append(Asset(question, base_dir / value, tuple(stem + suffix for stem in stems)))
-    if answers.get("custom_css"):
-        found.append(Asset("custom_css", base_dir / answers["custom_css"], ("custom.css",)))
+            found.append(Asset(question, base_dir / value, tuple(stem + suffix for stem in stems), value))
+    if answers.get("custom_css") and isinstance(answers["custom_css"], str):
+        found.append(Asset("custom_css", base_dir / answers["custom_css"], ("custom.css",), answers["custom_css"]))
     return found
 
 
 def check_assets(answers: dict[str, Any], base_dir: Path) -> list[Problem]:
-    """A problem for each named file that is missing, too large or not what its name says."""
+    """A problem for each named file that may not be published, naming the question, file and rule."""
     problems = []
     for asset in brand_assets(answers, base_dir):
-        problem = _check(asset)
-        if problem:
-            problems.append(Problem(asset.question, problem))
+        try:
+            read_asset(asset, base_dir)
+        except AssetError as error:
+            problems.append(Problem(asset.question, f"{asset.source}: {error}"))
     return problems
 
 
-def _check(asset: Asset) -> str | None:
-    if not asset.source.is_file():
-        return f"file {asset.source} not found"
-    data = asset.source.read_bytes()
-    limit = MAX_CSS_BYTES if asset.question == "custom_css" else MAX_IMAGE_BYTES
-    if len(data) > limit:
-        return f"{asset.source} is {len(data)} bytes; at most {limit} are allowed"
+def read_asset(asset: Asset, base_dir: Path) -> bytes:
+    """The file's bytes, once it is known to be a regular file inside `base_dir` that keeps every rule."""
+    data = _read_inside(asset, base_dir)
     suffix = asset.source.suffix.lower()
-    if suffix == ".png" and not data.startswith(_PNG_SIGNATURE):
-        return f"{asset.source} is not a PNG image"
     if suffix in {".svg", ".css"}:
         try:
             text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            return f"{asset.source} is not UTF-8 text"
-        if suffix == ".svg" and "<svg" not in text[:4096]:
-            return f"{asset.source} is not an SVG image (no <svg> element at the start)"
-        if suffix == ".svg" and "<script" in text.lower():
-            return f"{asset.source} contains a <script>; an SVG logo must be a plain image"
-    return None
+        except UnicodeDecodeError as error:
+            raise AssetError(f"is not UTF-8 text (byte {error.start})") from None
+        problem = svg_problem(data) if suffix == ".svg" else css_problem(text)
+    else:
+        problem = png_problem(data)
+    if problem:
+        raise AssetError(problem)
+    return data
+
+
+def _read_inside(asset: Asset, base_dir: Path) -> bytes:
+    """Read a regular file that resolves inside `base_dir`; a FIFO or device is never opened."""
+    if Path(asset.answer).is_absolute() or asset.answer.startswith("~"):
+        raise AssetError("must be a path relative to the brand file, not an absolute one")
+    folder = base_dir.resolve()
+    try:
+        real = asset.source.resolve(strict=True)
+    except FileNotFoundError:
+        raise AssetError("not found") from None
+    except (OSError, RuntimeError) as error:  # a symlink loop
+        raise AssetError(f"cannot be resolved ({error})") from None
+    if not real.is_relative_to(folder):
+        raise AssetError("leads outside the brand file's folder (through a symlink or '..'); "
+                         "a brand may publish only files inside its own folder")
+    if not stat.S_ISREG(real.stat().st_mode):
+        raise AssetError("is not a regular file (a directory, FIFO or device cannot be published)")
+    limit = MAX_CSS_BYTES if asset.question == "custom_css" else MAX_IMAGE_BYTES
+    # O_NOFOLLOW: `real` has no symlink left, so one appearing now is a swap; O_NONBLOCK: a FIFO
+    # swapped in after the check does not block the open.
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        descriptor = os.open(real, flags)
+    except OSError as error:
+        raise AssetError(f"cannot be opened ({error.strerror})") from None
+    with os.fdopen(descriptor, "rb") as handle:
+        status = os.fstat(handle.fileno())
+        if not stat.S_ISREG(status.st_mode):
+            raise AssetError("is not a regular file (a directory, FIFO or device cannot be published)")
+        if status.st_size > limit:
+            raise AssetError(f"is {status.st_size} bytes; at most {limit} are allowed")
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise AssetError(f"is more than {limit} bytes; at most {limit} are allowed")
+    return data
 
 
 def install_assets(answers: dict[str, Any], base_dir: Path, project: Path) -> list[Path]:
-    """Copy the brand's files into public/ (after copier rendered the project)."""
+    """Copy the brand's files into public/ (after copier rendered the project): the bytes checked."""
     written = []
     public = project / "public"
     public.mkdir(exist_ok=True)
     for asset in brand_assets(answers, base_dir):
+        data = read_asset(asset, base_dir)
         for target in asset.targets:
-            shutil.copyfile(asset.source, public / target)
+            (public / target).write_bytes(data)
             written.append(public / target)
     return written

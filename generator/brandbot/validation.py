@@ -19,6 +19,7 @@ import yaml
 from jinja2 import FileSystemLoader, StrictUndefined, Undefined
 from jinja2.sandbox import SandboxedEnvironment
 
+from .brand_file import BoundedYAMLError, parse_yaml
 from .paths import copier_yml, template_root
 
 
@@ -94,8 +95,12 @@ def validate_answers(answers: dict[str, Any]) -> list[Problem]:
             problems.append(Problem(question.name, "is computed by the template and cannot be set"))
         if question.name in answers and not question.computed:
             try:
-                value = _cast(answers[question.name], question.type)
-            except (TypeError, ValueError):
+                value = _cast(answers[question.name], question.type, question.name)
+            except BoundedYAMLError as error:  # a string answer that is YAML text of its own
+                problems.append(Problem(question.name, error.rule))
+                context[question.name] = None
+                continue
+            except (TypeError, ValueError, yaml.YAMLError):
                 problems.append(Problem(question.name, f"must be of type {question.type}"))
                 context[question.name] = None
                 continue
@@ -125,7 +130,7 @@ def resolved_answers(answers: dict[str, Any]) -> dict[str, Any]:
     return context
 
 
-def _cast(value: Any, type_name: str) -> Any:
+def _cast(value: Any, type_name: str, name: str | None = None) -> Any:
     """copier's casting of an answer to its question's type."""
     if type_name == "str":
         if isinstance(value, bool) or not isinstance(value, str | int | float):
@@ -137,8 +142,8 @@ def _cast(value: Any, type_name: str) -> Any:
         raise TypeError(type(value).__name__)
     if type_name == "int":
         return int(value)
-    if type_name in {"yaml", "json"}:
-        return yaml.safe_load(value) if isinstance(value, str) else value
+    if type_name in {"yaml", "json"}:  # copier parses a string answer as YAML; so do we, within bounds
+        return parse_yaml(value, name) if isinstance(value, str) else value
     if type_name == "bool":
         return bool(value)
     raise ValueError(f"unsupported question type {type_name}")
