@@ -147,7 +147,7 @@ class RequestGuard:
         headers = _headers(scope)
         origin = headers.get("origin")
         if not origin_allowed(origin, headers.get("host"), self.allowed_origins):
-            log.warning("refused a %s to %s from a foreign web page (Origin %.80r)",
+            log.warning("refused a %s to %.100r from a foreign web page (Origin %.80r)",
                         "socket" if scope["type"] == "websocket" else "request", scope["path"], origin)
             await _refuse(scope, receive, send, 403, "This origin may not use the bot")
             return
