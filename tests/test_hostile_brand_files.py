@@ -313,8 +313,8 @@ def test_a_brand_may_publish_files_inside_its_folder_symlinked_or_not_and_only_t
     shared.mkdir(parents=True)
     (shared / "logo.svg").write_text(
         f'<?xml version="1.0" encoding="UTF-8"?>\n<svg {SVG_NS} xmlns:xlink="http://www.w3.org/1999/xlink" '
-        'viewBox="0 0 64 64" role="img" aria-label="Acme"><defs><linearGradient id="g"><stop offset="0" '
-        'stop-color="#1D4ED8"/></linearGradient><style>.a { fill: url(#g) }</style></defs>'
+        'viewBox="0 0 64 64" role="img" aria-label="Acme" data-name="Layer 1"><defs><linearGradient id="g">'
+        '<stop offset="0" stop-color="#1D4ED8"/></linearGradient><style>.a { fill: url(#g) }</style></defs>'
         '<rect class="a" width="64" height="64" rx="8" fill="url(#g)"/><use xlink:href="#g"/>'
         '<image width="8" height="8" href="data:image/png;base64,iVBORw0KGgo="/></svg>', encoding="utf-8")
     (shared / "site.css").write_text("@font-face { font-family: A; src: url(data:font/woff2;base64,AAAA) }\n"

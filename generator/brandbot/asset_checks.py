@@ -52,9 +52,10 @@ SVG_ATTRIBUTES = frozenset("""
     markerUnits markerWidth markerHeight refX refY orient
     filterUnits primitiveUnits in in2 result stdDeviation mode operator k1 k2 k3 k4 values type
     tableValues slope intercept amplitude exponent radius flood-color flood-opacity
-    lighting-color edgeMode media href
+    lighting-color edgeMode media href enable-background
 """.split()) | {XLINK + "href", XLINK + "title", XML + "space", XML + "lang"}
 
+_DATA_ATTRIBUTE = re.compile(r"data-[a-z0-9_.-]+")  # drawing programs' notes, e.g. data-name="Layer 1"
 _FRAGMENT = re.compile(r"#[A-Za-z_][\w.:-]*")
 _EMBEDDED_IMAGE = re.compile(r"data:image/(png|jpeg);base64,[A-Za-z0-9+/=\s]*", re.IGNORECASE)
 _CSS_DATA = re.compile(r"data:(image/(png|jpeg|gif|webp|avif|svg\+xml)|font/[a-z0-9-]+"
@@ -125,7 +126,7 @@ def _element_problem(element: ElementTree.Element) -> str | None:
         return (f"holds the element <{_plain(tag)}>, which an SVG logo may not: "
                 "only drawing elements (no script, foreignObject, links or animation)")
     for attribute, value in element.attrib.items():
-        if attribute not in SVG_ATTRIBUTES:
+        if attribute not in SVG_ATTRIBUTES and not _DATA_ATTRIBUTE.fullmatch(attribute):
             hint = " (event handlers run scripts)" if attribute.lower().startswith("on") else ""
             return f"<{name}> has the attribute {_plain(attribute)!r}, which an SVG logo may not{hint}"
         if attribute in {"href", XLINK + "href"} and not _svg_href_allowed(name, value):
