@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     history_max_turns: int = Field(default=20, ge=0, le=1000)
     history_max_bytes: int = Field(default=100_000, ge=0, le=50_000_000)
     max_message_chars: int = Field(default=4000, ge=1, le=1_000_000)
-    messages_per_minute: int = Field(default=12, ge=1, le=10_000)
+    messages_per_minute: int = Field(default=12, ge=1, le=1_000_000)
     max_response_bytes: int = Field(default=1_000_000, ge=1024, le=100_000_000)
     log_level: str = Field(default="INFO", pattern=r"(?i)^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
     # Origins answers' images may load from (the page's CSP img-src). `| str` lets IMAGE_HOSTS be a
