@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import colorsys
+import io
 import json
 import re
 import tomllib
@@ -12,6 +13,7 @@ from pathlib import Path
 import chainlit
 import pytest
 import yaml
+from PIL import Image
 
 from brandbot.validation import validate_answers
 
@@ -120,8 +122,15 @@ def write(path: Path, data: bytes) -> Path:
     return path
 
 
+def a_png(size: tuple[int, int] = (4, 4)) -> bytes:
+    """A real PNG image (brandbot decodes logos, so a signature alone is refused)."""
+    out = io.BytesIO()
+    Image.new("RGB", size, (15, 118, 110)).save(out, format="PNG")
+    return out.getvalue()
+
+
 def test_brandbot_new_copies_the_brands_own_files(tmp_path: Path) -> None:
-    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
+    png = a_png()
     write(tmp_path / "brand/assets/logo.png", png)
     write(tmp_path / "brand/assets/icon.svg", b'<svg xmlns="http://www.w3.org/2000/svg"/>')
     write(tmp_path / "brand/assets/site.css", b"body { color: black; }")
@@ -143,7 +152,8 @@ def test_brandbot_new_copies_the_brands_own_files(tmp_path: Path) -> None:
     ("logo.png", None, "not found"),
     ("logo.png", b"GIF89a not really", "is not a PNG image"),
     ("logo.svg", b"<html>nope</html>", "is not an SVG image"),
-    ("logo.svg", b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>', "contains a <script>"),
+    ("logo.svg", b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>', "the element <script>"),
+    ("logo.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 32, "is not a PNG image"),
     ("logo.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 1_000_001, "at most 1000000 are allowed"),
 ])
 def test_a_bad_logo_is_a_clear_error(tmp_path: Path, name: str, data: bytes | None, problem: str) -> None:

@@ -76,6 +76,8 @@ def png_problem(data: bytes) -> str | None:
             image.load()
     except Image.DecompressionBombError:
         return f"has more pixels than Pillow decodes (a decompression bomb); a logo may have at most {MAX_PIXELS}"
+    except Image.UnidentifiedImageError:
+        return "is not a PNG image (no PNG header Pillow can read)"
     except (OSError, SyntaxError, ValueError, EOFError, struct.error) as error:
         return f"is not a valid PNG image ({error or type(error).__name__})"
     return None
