@@ -178,7 +178,7 @@ ASSET_CASES = [
         "processing instruction <?xml-stylesheet?>"),
     svg("animation-set", f'<svg {SVG_NS}><set attributeName="href" to="javascript:alert(1)"/></svg>',
         "element <set>"),
-    Hostile("png-not-a-png", "logo", "is not a valid PNG image",
+    Hostile("png-not-a-png", "logo", "is not a PNG image",
             brand_with("logo", "logo.png", b"\x89PNG\r\n\x1a\n<svg onload=alert(1)>"), "logo.png"),
     Hostile("png-truncated", "logo", "is not a valid PNG image",
             brand_with("logo", "logo.png", real_png()[:-30]), "logo.png"),
