@@ -371,59 +371,21 @@ def bench(
             results = benchmark.run_bench(config, report=lambda line: console.print(
                 line, highlight=False, markup=False, soft_wrap=True))
             if generation:
-                results["generation"] = benchmark.generation_times(sorted(examples_dir().glob("*.yml")))
+                results.generation = benchmark.generation_times(sorted(examples_dir().glob("*.yml")))
     except ServiceError as error:
         raise fail(f"could not start a server: {error}") from None
     except Stopped as stop:
         raise stop.exit() from None
-    console.print(_bench_table(results))
+    console.print(benchmark.bench_table(results))
     if json_out:
         benchmark.write_json(results, json_out)
         console.print(f"figures written to {json_out}", highlight=False)
-    if plot_out and results.get("sweep"):
+    if plot_out and results.sweep:
         try:
             benchmark.plot(results, plot_out)
         except ImportError:
             raise fail("--plot needs matplotlib: pip install 'brandbot[dev]'") from None
         console.print(f"plot written to {plot_out}", highlight=False)
-
-
-def _bench_table(results: dict) -> Table:
-    table = Table(title=f"app / floor throughput: {results['ratio']:.2f}")
-    for column in ("figure", "app", "floor"):
-        table.add_column(column, justify="left" if column == "figure" else "right")
-    median, single = results["median"], results["single_session"]
-    rows = [
-        ("throughput (msg/s, median round)", "throughput", median),
-        ("p50 latency (ms)", "p50_ms", median), ("p95 latency (ms)", "p95_ms", median),
-        ("p99 latency (ms)", "p99_ms", median), ("server CPU per message (ms)", "cpu_ms_per_message", median),
-        ("server peak RSS (MB)", "peak_rss_mb", median),
-        ("errors / wrong answers", None, median),
-        ("1 session: p50 overhead over the middleware (ms)", "overhead_p50_ms", single),
-    ]
-    for label, key, source in rows:
-        if key is None:
-            table.add_row(label, *(f"{source[t]['errors']} / {source[t]['wrong']}" for t in ("app", "floor")))
-        else:
-            table.add_row(label, *(str(source[t][key]) for t in ("app", "floor")))
-    table.add_row("memory per idle session (KB)", *(str(results["idle_session_kb"][t]) for t in ("app", "floor")))
-    for row in results.get("sweep", []):
-        if row["target"] == "app":
-            floor = next(r for r in results["sweep"] if r["target"] == "floor" and r["sessions"] == row["sessions"])
-            table.add_row(f"{row['sessions']} sessions: msg/s, p95 ms, errors+wrong",
-                          f"{row['throughput']}, {row['p95_ms']}, {row['errors'] + row['wrong']}",
-                          f"{floor['throughput']}, {floor['p95_ms']}, {floor['errors'] + floor['wrong']}")
-    if "long_conversation" in results:
-        long = results["long_conversation"]
-        table.add_row(f"{long['messages']}-message chat: largest request, longest history",
-                      f"{long['largest_request_bytes']} B, {long['longest_history']} turns", "-")
-    if "generation" in results:
-        generation = results["generation"]
-        for stem, times in generation["in_process"].items():
-            table.add_row(f"render {stem} in-process (first / best, ms)", f"{times['first_ms']} / {times['best_ms']}",
-                          "-")
-        table.add_row("one `copier copy` CLI run (ms)", str(generation["copier_cli_ms"]), "-")
-    return table
 
 
 @app.command()

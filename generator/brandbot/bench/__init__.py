@@ -1,0 +1,19 @@
+"""`brandbot bench`: how close a generated bot comes to the framework's own limit.
+
+Everything runs for real on loopback: the reference middleware with a fixed latency, the
+rendered app under `chainlit run`, and N customers speaking Chainlit's socket.io protocol. In
+the same run, alternating with the app, the same load goes to the *framework floor*: a bare
+Chainlit app that shows a status, waits the same latency and turns the status into the reply
+in place, with no HTTP at all. The ratio of the two is the figure that matters; absolute
+numbers depend on the machine.
+
+`config` holds the options, `servers` starts what is loaded, `load` plays the customers, `run`
+orders the steps, `render_timing` times rendering, `report` types the figures and shows them.
+"""
+
+from .config import BenchConfig
+from .render_timing import generation_times
+from .report import BenchResults, bench_table, plot, write_json
+from .run import run_bench
+
+__all__ = ["BenchConfig", "BenchResults", "bench_table", "generation_times", "plot", "run_bench", "write_json"]

@@ -1,0 +1,29 @@
+"""What one `brandbot bench` run measures: its load, its latency and which extra figures it takes.
+
+A mode (streaming, persistence, replicas) is a field here, read where the servers are started
+(`servers.py`) and where a figure is taken (`run.py`); the JSON carries every field as it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """The options of `brandbot bench`, one field each."""
+
+    project: Path
+    sessions: int = 50
+    messages: int = 6
+    latency_ms: float = 50.0
+    rounds: int = 5
+    sweep: tuple[int, ...] = ()
+    idle_sessions: int = 200
+    long_messages: int = 500
+
+    def as_json(self) -> dict[str, Any]:
+        """The fields as JSON values (the project as the path it was given)."""
+        return {**asdict(self), "project": str(self.project), "sweep": list(self.sweep)}
