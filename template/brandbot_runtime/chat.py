@@ -41,22 +41,8 @@ def startup() -> None:
         log.error("%s; customers will see the configuration error until this is fixed", settings)
         return
     protect_logs(settings.backend_api_secret.get_secret_value(), settings.log_level)
-    _bound_socket_frames(settings)
     log.info("%s bot ready: middleware at %s, timeout %g s, history %d exchanges", brand.brand_name,
              settings.backend_api_url.host, settings.request_timeout_seconds, settings.history_max_turns)
-
-
-def _bound_socket_frames(settings: Settings) -> None:
-    """Refuse socket frames far larger than any message the bot would answer, before they are parsed.
-
-    Engine.IO accepts 1 MB frames by default; a message is refused above MAX_MESSAGE_CHARS anyway,
-    but only after Chainlit has decoded it into objects, and a few hundred such messages leave the
-    process's heap hundreds of MB larger (measured: docs/reliability.md). A frame holds one message
-    in JSON, at most 6 bytes per character (a \\uXXXX escape), plus Chainlit's envelope.
-    """
-    from chainlit.server import sio
-
-    sio.eio.max_http_buffer_size = max(64 * 1024, 6 * settings.max_message_chars + 8 * 1024)
 
 
 def middleware_client(settings: Settings, brand: Brand) -> MiddlewareClient:

@@ -1,10 +1,11 @@
 """Protections brandbot adds around Chainlit's web server, installed once when app.py is imported.
 
-Chainlit 2.12 accepts a socket from any website, sends no security headers and reads a whole
-request body before refusing it. These gaps are closed here, at the edge, by ASGI layers on
-Chainlit's own app (`chainlit.server.app`), so every route (the page, `/project/*`, the
-socket.io mount, `/public/*`) passes through them. app.py imports this module before the server
-starts, which is when Starlette still accepts middleware.
+Chainlit 2.12 accepts a socket from any website, sends no security headers, reads a whole
+request body before refusing it and parses socket frames of up to 1 MB. These gaps are closed
+here, at the edge, by ASGI layers on Chainlit's own app (`chainlit.server.app`), so every route
+(the page, `/project/*`, the socket.io mount, `/public/*`) passes through them, and by a bound on
+Chainlit's socket.io server. app.py imports this module before the server starts, which is when
+Starlette still accepts middleware.
 """
 
 from __future__ import annotations
@@ -23,4 +24,23 @@ def install() -> None:
 
     request_guard.install(app)  # origins, body limits, socket events; added first, so the headers wrap its refusals
     security_headers.install(app)
+    _bound_socket_frames()
     _installed = True
+
+
+def _bound_socket_frames() -> None:
+    """Refuse socket frames far larger than any message the bot would answer, before they are parsed.
+
+    Engine.IO accepts 1 MB frames by default; a message is refused above MAX_MESSAGE_CHARS anyway,
+    but only after Chainlit has decoded it into objects (and kept it), and a few hundred such
+    messages left the process's heap about 1 GB larger (docs/reliability.md). A frame holds one
+    message as JSON, at most 6 bytes per character (a \\uXXXX escape), plus Chainlit's envelope.
+    """
+    from chainlit.server import sio
+
+    from .settings import ConfigurationError, Settings, current_settings
+
+    settings = current_settings()
+    characters = (Settings.model_fields["max_message_chars"].default if isinstance(settings, ConfigurationError)
+                  else settings.max_message_chars)
+    sio.eio.max_http_buffer_size = max(64 * 1024, 6 * characters + 8 * 1024)
