@@ -6,13 +6,14 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup system-packages test lint demo examples screenshots clean
+.PHONY: help setup system-packages test lint demo examples screenshots freeze-release clean
 
 help:
 	@echo "make demo   - render the retail example and run it with the reference middleware"
 	@echo "make test   - lint, install missing system packages (Chromium), then run every test"
 	@echo "make examples - regenerate every example brand into build/examples"
 	@echo "make screenshots - save a screenshot of each example brand to docs/img"
+	@echo "make freeze-release TAG=vX.Y.Z - keep release vX.Y.Z's template for the copier update test"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,3 +46,8 @@ clean:
 
 screenshots: setup
 	$(BIN)/brandbot screenshots --out docs/img
+
+# Maintainers, after tagging a release: its template becomes tests/data/previous-release.bundle.
+freeze-release: setup
+	@test -n "$(TAG)" || { echo "usage: make freeze-release TAG=vX.Y.Z"; exit 2; }
+	$(BIN)/python -m brandbot.release $(TAG)

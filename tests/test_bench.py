@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from .conftest import REPO
+from .helpers import REPO
 
 
 def test_the_benchmark_runs_and_reports_every_figure(rendered: Callable[[Path], Path], tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from brandbot.validation import validate_answers
 
-from .conftest import REPO, copier_render
+from .helpers import REPO, copier_render
 
 GOOD = {"brand_name": "Acme"}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import colorsys
+import importlib.util
 import io
 import json
 import re
@@ -10,15 +11,16 @@ import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
-import chainlit
 import pytest
 import yaml
 from PIL import Image
 
 from brandbot.validation import validate_answers
 
-from .conftest import EXAMPLES, REPO, brandbot, copier_render, example_id
+from .helpers import EXAMPLES, REPO, brandbot, copier_render, example_id
 
+# Found, not imported: importing chainlit writes its config into the working directory.
+CHAINLIT_DIR = Path(importlib.util.find_spec("chainlit").origin).parent  # type: ignore[union-attr, arg-type]
 DARK_BACKGROUND = (0x21, 0x21, 0x21)  # Chainlit 2.12's dark --background, 0 0% 13%
 
 
@@ -94,7 +96,7 @@ def test_a_text_override_wins_over_the_language(rendered: Callable[[Path], Path]
 
 def test_every_chainlit_translation_ships_unchanged() -> None:
     shipped = REPO / "template/.chainlit/translations"
-    installed = Path(chainlit.__file__).parent / "translations"
+    installed = CHAINLIT_DIR / "translations"
     names = sorted(path.name for path in installed.glob("*.json"))
     assert sorted(path.name for path in shipped.glob("*.json")) == names
     for name in names:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -12,22 +11,12 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from brandbot.browser import send
-from brandbot.processes import start_bot
 
-from .conftest import EXAMPLES, LiveBot, example_id
+from .helpers import EXAMPLES, BotRun, LiveBot, example_id
 
-LATENCY_MS = 700  # long enough to see "Thinking..."
-TRANSITION_SECONDS = "1.2"  # long enough to see the specialist status
-
-
-@pytest.fixture(scope="module", params=EXAMPLES, ids=example_id)
-def bot(request: pytest.FixtureRequest, rendered: Callable[[Path], Path],
-        tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBot]:
-    project = rendered(request.param)
-    running = start_bot(project, log_dir=tmp_path_factory.mktemp("browser-logs"), latency_ms=LATENCY_MS,
-                        app_env={"TRANSITION_DELAY_SECONDS": TRANSITION_SECONDS, "REQUEST_TIMEOUT_SECONDS": "5"})
-    yield LiveBot(running)
-    running.stop()
+# A latency long enough to see "Thinking...", a transition long enough to see the specialist status.
+BOT_RUN = BotRun(latency_ms=700, app_env={"TRANSITION_DELAY_SECONDS": "1.2", "REQUEST_TIMEOUT_SECONDS": "5"})
+pytestmark = pytest.mark.parametrize("bot", EXAMPLES, indirect=True, ids=example_id, scope="module")
 
 
 @pytest.fixture

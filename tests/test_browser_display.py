@@ -24,7 +24,7 @@ from playwright.sync_api import Page, expect
 from brandbot.browser import send
 from brandbot.processes import Service, free_port, start_app
 
-from .conftest import REPO
+from .helpers import REPO
 
 FUZZ_EXAMPLES = 40
 

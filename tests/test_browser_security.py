@@ -31,7 +31,7 @@ from brandbot.browser import send
 from brandbot.processes import Service, free_port, start_app
 from brandbot.validation import validate_answers
 
-from .conftest import REPO, copier_render, record_figure, skip_local_state
+from .helpers import REPO, copier_render, record_figure, skip_local_state
 
 GIF = bytes.fromhex("47494638396101000100800000ffffff00000021f90401000000002c00000000010001000002024401003b")
 ANSWERS = '[data-step-type="assistant_message"]'

@@ -19,31 +19,31 @@ from brandbot.assets import brand_assets
 from brandbot.brand_file import load_answers
 from brandbot.processes import free_port
 
-from .conftest import BRANDBOT, EXAMPLES, HOSTILE, REPO, brandbot
+from .helpers import BRANDBOT, EXAMPLES, HOSTILE, REPO, brandbot
 
 
 def test_new_renders_the_same_project_as_copier_copy(tmp_path: Path) -> None:
     brand_file = REPO / "examples/telecom.yml"
-    ours = brandbot("new", str(brand_file), str(tmp_path / "ours"))
-    assert ours.returncode == 0, ours.stderr
+    by_brandbot = brandbot("new", str(brand_file), str(tmp_path / "by-brandbot"))
+    assert by_brandbot.returncode == 0, by_brandbot.stderr
     # brandbot renders the checkout it runs from; copier takes the latest tag unless told HEAD.
-    theirs = subprocess.run([sys.executable, "-m", "copier", "copy", "--vcs-ref", "HEAD", "--defaults", "--data-file",
-                             str(brand_file),
-                             str(REPO), str(tmp_path / "theirs")], capture_output=True, text=True, timeout=120)
-    assert theirs.returncode == 0, theirs.stderr
-    comparison = filecmp.dircmp(tmp_path / "ours", tmp_path / "theirs")
+    by_copier = subprocess.run([sys.executable, "-m", "copier", "copy", "--vcs-ref", "HEAD", "--defaults",
+                                "--data-file", str(brand_file), str(REPO), str(tmp_path / "by-copier")],
+                               capture_output=True, text=True, timeout=120)
+    assert by_copier.returncode == 0, by_copier.stderr
+    comparison = filecmp.dircmp(tmp_path / "by-brandbot", tmp_path / "by-copier")
     # The only extra files are the brand's own logo, favicon and CSS, which copier cannot copy.
     own = sorted(target for asset in brand_assets(load_answers(brand_file), brand_file.parent)
                  for target in asset.targets)
     assert own == ["custom.css", "favicon.svg", "logo_dark.svg", "logo_light.svg"]
     assert sorted(_differences(comparison)) == own
-    ours_answers = yaml.safe_load((tmp_path / "ours/.copier-answers.yml").read_text(encoding="utf-8"))
-    theirs_answers = yaml.safe_load((tmp_path / "theirs/.copier-answers.yml").read_text(encoding="utf-8"))
+    brandbot_answers = yaml.safe_load((tmp_path / "by-brandbot/.copier-answers.yml").read_text(encoding="utf-8"))
+    copier_answers = yaml.safe_load((tmp_path / "by-copier/.copier-answers.yml").read_text(encoding="utf-8"))
     dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True).stdout
     if dirty:  # copier snapshots a dirty checkout in a throw-away commit, whose id differs per run
-        ours_answers.pop("_commit")
-        theirs_answers.pop("_commit")
-    assert ours_answers == theirs_answers
+        brandbot_answers.pop("_commit")
+        copier_answers.pop("_commit")
+    assert brandbot_answers == copier_answers
 
 
 def _differences(comparison: filecmp.dircmp) -> list[str]:

@@ -11,7 +11,7 @@ import httpx
 from brandbot.chat_client import ChainlitChat
 from brandbot.processes import start_bot
 
-from .conftest import REPO, record_figure
+from .helpers import REPO, record_figure
 
 SESSIONS = 50
 MESSAGES = 4

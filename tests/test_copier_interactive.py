@@ -11,7 +11,7 @@ import yaml
 
 from brandbot.validation import questions
 
-from .conftest import REPO
+from .helpers import REPO
 
 # Questions whose answer may span lines: Esc+Enter submits them. Every other one takes Enter.
 MULTI_LINE = ("Welcome message", "Specialist categories", "answered directly", "Optional overrides",

@@ -13,9 +13,9 @@ from pathlib import Path
 import yaml
 
 import brandbot
+from brandbot.release import TEMPLATE_PARTS
 
-from .conftest import DATA, REPO, checkout_template, commit_release, git
-from .freeze_release import TEMPLATE_PARTS
+from .helpers import DATA, REPO, checkout_template, commit_release, git
 
 RELEASE_BUNDLE = DATA / "previous-release.bundle"
 
@@ -42,7 +42,7 @@ def template_with_history(tmp_path: Path) -> tuple[Path, str]:
 
 
 def test_the_preserved_release_is_the_one_before_this_version(tmp_path: Path) -> None:
-    """The bundle must be refreshed at each release (python -m tests.freeze_release vX.Y.Z)."""
+    """The bundle must be refreshed at each release (make freeze-release TAG=vX.Y.Z)."""
     version = brandbot.__version__
     released = re.findall(r"^## (\d+\.\d+\.\d+)", (REPO / "CHANGELOG.md").read_text(encoding="utf-8"), re.MULTILINE)
     assert released[0] == version, "CHANGELOG.md's newest entry is not brandbot's version"

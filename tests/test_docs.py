@@ -5,9 +5,7 @@ from __future__ import annotations
 import logging
 import re
 
-from brandbot.project import runtime_module
-
-from .conftest import REPO
+from .helpers import REPO, template_runtime_module
 
 
 def test_every_fault_in_the_matrix_is_documented() -> None:
@@ -28,7 +26,7 @@ def test_the_readme_links_the_documents() -> None:
 
 def test_the_contract_status_table_is_what_the_runtime_does() -> None:
     """Each `HTTP ...` row of the contract's error table, checked against the runtime's own status rule."""
-    middleware = runtime_module(REPO / "template", "middleware")
+    middleware = template_runtime_module("middleware")
     document = (REPO / "docs/middleware-contract.md").read_text(encoding="utf-8")
     rows = re.findall(r"^\| HTTP ([^|]+?) \| `(\w+)`[^|]*\| (WARNING|ERROR)", document, re.MULTILINE)
     covered: set[int] = set()

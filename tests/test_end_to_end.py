@@ -4,30 +4,16 @@ real socket.io protocol, through welcome, general and specialist answers, every 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
 from brandbot.chat_client import ChainlitChat, transcript
-from brandbot.processes import start_bot
 
-from .conftest import EXAMPLES, HOSTILE, LiveBot, example_id, project_files, rendered_files
+from .helpers import EXAMPLES, HOSTILE, BotRun, LiveBot, example_id, rendered_files
 
 BRANDS = [path for path in EXAMPLES if path.stem == "retail"] + [HOSTILE]
-
-
-@pytest.fixture(scope="module", params=BRANDS, ids=example_id)
-def bot(request: pytest.FixtureRequest, rendered: Callable[[Path], Path],
-        tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBot]:
-    project = rendered(request.param)
-    before = project_files(project)
-    settings = {"REQUEST_TIMEOUT_SECONDS": "1", "LOG_LEVEL": "DEBUG", "TRANSITION_DELAY_SECONDS": "0.3"}
-    running = start_bot(project, log_dir=tmp_path_factory.mktemp("logs"), app_env=settings)
-    yield LiveBot(running)
-    assert running.stop() == 0, "chainlit did not stop cleanly on SIGINT"
-    # The project ships every file Chainlit would otherwise write (config, translations, readme).
-    assert project_files(project) == before, "chainlit run changed the project's files"
+BOT_RUN = BotRun(app_env={"REQUEST_TIMEOUT_SECONDS": "1", "LOG_LEVEL": "DEBUG", "TRANSITION_DELAY_SECONDS": "0.3"})
+pytestmark = pytest.mark.parametrize("bot", BRANDS, indirect=True, ids=example_id, scope="module")
 
 
 def run(coroutine):  # type: ignore[no-untyped-def]

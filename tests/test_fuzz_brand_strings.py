@@ -8,7 +8,6 @@ import html
 import shutil
 import tomllib
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +17,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from brandbot.project import runtime_module
+from brandbot.rendered_project import brand_data, project_display
 from brandbot.validation import validate_answers
 
-from .conftest import REPO, record_figure
+from .helpers import REPO, record_figure
 
 EXAMPLES_PER_QUESTION = 40
 
@@ -72,12 +71,6 @@ def data_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def runtime() -> Iterator[Any]:
-    """The generated runtime's brand reader and display functions, from the template as it is."""
-    yield runtime_module(REPO / "template", "brand"), runtime_module(REPO / "template", "display")
-
-
 def copier_decision(template: Path, destination: Path, answers: dict[str, Any]) -> str | None:
     """None if copier renders the answers, else its error message."""
     try:
@@ -90,9 +83,9 @@ def copier_decision(template: Path, destination: Path, answers: dict[str, Any]) 
 
 
 @pytest.mark.parametrize("question", list(QUESTIONS))
-def test_copier_and_brandbot_validate_agree_on_any_string(question: str, data_template: Path, runtime: Any,
+def test_copier_and_brandbot_validate_agree_on_any_string(question: str, data_template: Path,
                                                           tmp_path_factory: pytest.TempPathFactory) -> None:
-    brand_module, display = runtime
+    display = project_display(REPO / "template")  # the generated runtime's, from the template as it is
     outcome = {"accepted": 0, "rejected": 0}
 
     @settings(max_examples=EXAMPLES_PER_QUESTION, deadline=None, suppress_health_check=list(HealthCheck),
@@ -100,20 +93,20 @@ def test_copier_and_brandbot_validate_agree_on_any_string(question: str, data_te
     @given(text=st.one_of(STRINGS, NEAR_PATTERN[question]) if question in NEAR_PATTERN else STRINGS)
     def check(text: str) -> None:
         answers = {"brand_name": "Fuzz Brand", **QUESTIONS[question](text)}
-        ours = validate_answers(answers)
+        brandbot_problems = validate_answers(answers)
         destination = tmp_path_factory.mktemp("fuzz") / "out"
-        theirs = copier_decision(data_template, destination, answers)
-        assert (ours == []) == (theirs is None), (text, ours, theirs)
-        if theirs is not None:
+        copier_refusal = copier_decision(data_template, destination, answers)
+        assert (brandbot_problems == []) == (copier_refusal is None), (text, brandbot_problems, copier_refusal)
+        if copier_refusal is not None:
             outcome["rejected"] += 1
-            assert question in theirs
-            assert {problem.question for problem in ours} == {question}
+            assert question in copier_refusal
+            assert {problem.question for problem in brandbot_problems} == {question}
             return
         outcome["accepted"] += 1
-        brand_data = tomllib.loads((destination / "brand.toml").read_text(encoding="utf-8"))
+        raw_brand_data = tomllib.loads((destination / "brand.toml").read_text(encoding="utf-8"))
         config = tomllib.loads((destination / ".chainlit/config.toml").read_text(encoding="utf-8"))
         stored = yaml.safe_load((destination / ".copier-answers.yml").read_text(encoding="utf-8"))
-        brand = brand_module.read_brand(destination / "brand.toml")  # what the app will show
+        brand = brand_data(destination / "brand.toml")  # what the app will show
         assert stored[question] == answers[question]
         if question == "brand_name":
             assert brand.brand_name == text and html.unescape(config["UI"]["name"]) == text
@@ -126,7 +119,7 @@ def test_copier_and_brandbot_validate_agree_on_any_string(question: str, data_te
             assert brand.starters[0].message == text
         elif question == "texts":
             assert brand.texts.specialist_transition == text
-        assert brand_data["brand_name"] == "Fuzz Brand" or question == "brand_name"
+        assert raw_brand_data["brand_name"] == "Fuzz Brand" or question == "brand_name"
         shutil.rmtree(destination)
 
     check()

@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 from brandbot.brand_file import MAX_BRAND_FILE_BYTES, MAX_NODES
 from brandbot.cli import app
 
-from .conftest import DATA, REPO, brandbot
+from .helpers import DATA, REPO, brandbot
 
 SVG_NS = 'xmlns="http://www.w3.org/2000/svg"'
 

@@ -29,7 +29,7 @@ from brandbot.browser import send
 from brandbot.chat_client import ChainlitChat, transcript
 from brandbot.processes import Service, free_port, start_app
 
-from .conftest import EXAMPLES, record_figure
+from .helpers import EXAMPLES, record_figure
 
 MB = 1024 * 1024
 REFUSED = {"error": "refused"}

@@ -18,7 +18,7 @@ import psutil
 from brandbot.chat_client import ChainlitChat
 from brandbot.processes import start_bot
 
-from .conftest import REPO, record_figure
+from .helpers import REPO, record_figure
 
 HUGE = 900_000  # characters in each abusive message
 SESSIONS = 12

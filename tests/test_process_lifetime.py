@@ -27,7 +27,7 @@ from ptyprocess import PtyProcess
 
 from brandbot.processes import Service, free_port, port_is_free, start_middleware
 
-from .conftest import BRANDBOT, REPO, record_figure
+from .helpers import BRANDBOT, REPO, record_figure
 
 #: Both servers must be gone this soon after the signal (the CLI's clean stop allows 5 s per server
 #: before SIGKILL; a clean stop takes well under a second).

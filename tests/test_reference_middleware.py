@@ -7,7 +7,7 @@ import pytest
 
 from brandbot.reference_middleware import contract_problem, create_app, crossed_session, routing_for
 
-from .conftest import REPO
+from .helpers import REPO
 
 SECRET = "mw-test-secret"
 
@@ -125,5 +125,5 @@ def test_routing_reads_a_project_or_its_brand_toml(rendered) -> None:  # type: i
     project = rendered(REPO / "examples/telecom.yml")
     for source in (project, project / "brand.toml"):
         routing = routing_for(source)
-        assert "NumberPorting" in routing["categories"]
-        assert routing["auth_header"] == "x-secret"
+        assert "NumberPorting" in routing.categories
+        assert routing.auth_header == "x-secret"

@@ -11,7 +11,7 @@ from PIL import Image
 
 from brandbot.screenshots import screenshot
 
-from .conftest import REPO
+from .helpers import REPO
 
 RETAIL = REPO / "examples/retail.yml"
 RETAIL_PRIMARY = (0xB4, 0x53, 0x09)  # examples/retail.yml's primary_color

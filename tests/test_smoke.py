@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import EXAMPLES, HOSTILE, example_id, skip_local_state
+from .helpers import EXAMPLES, HOSTILE, example_id, skip_local_state
 
 
 def smoke(project: Path) -> subprocess.CompletedProcess[str]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO
+from .helpers import REPO
 
 SCRIPT = REPO / ".ci/install-system-packages"
 BASH = shutil.which("bash") or "/bin/bash"

@@ -22,7 +22,7 @@ from jinja2.exceptions import UndefinedError
 from brandbot.assets import brand_assets
 from brandbot.brand_file import load_answers
 
-from .conftest import (
+from .helpers import (
     EXAMPLES,
     HOSTILE,
     REPO,

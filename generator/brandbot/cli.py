@@ -162,20 +162,21 @@ def middleware(
     """Run the reference AI middleware (the secret is read from BACKEND_API_SECRET)."""
     from .processes import port_is_free
     from .reference_middleware import routing_for, serve
+    from .rendered_project import ProjectError, brand_data_for
 
     secret = os.environ.get("BACKEND_API_SECRET", "")
     if not secret:
         raise fail("set BACKEND_API_SECRET to the secret the bot will send")
     try:
         if brand is not None and brand.suffix != ".toml" and not brand.is_dir():
-            routing = resolved_answers(checked_answers(brand))  # a brand file, checked as `validate` would
+            routing = brand_data_for(checked_answers(brand))  # a brand file, checked as `validate` would
         else:
             routing = routing_for(brand)
-    except (BrandFileError, ValueError) as error:
+    except (BrandFileError, ProjectError) as error:
         raise fail(str(error)) from None
     if not port_is_free(port):
         raise fail(f"port {port} on 127.0.0.1 is already in use; pick another with --port")
-    header = auth_header or routing.get("auth_header", "x-secret")
+    header = auth_header or routing.auth_header
     errors.print(f"reference middleware on http://127.0.0.1:{port}/chat (secret in header {header})",
                  markup=False, highlight=False)
     serve(routing, host="127.0.0.1", port=port, secret=secret, auth_header=header,
@@ -189,7 +190,7 @@ def smoke(
 ) -> None:
     """Run the project under chainlit with the reference middleware and play every path once."""
     from .processes import ServiceError
-    from .project import ProjectError
+    from .rendered_project import ProjectError
     from .smoke import Check, run_smoke
 
     table = Table(title=f"brandbot smoke {project}")
@@ -266,7 +267,7 @@ def demo(
 
 
 def _print_demo_guide(answers: dict, out: Path, port: int, log_dir: Path) -> None:
-    from .project import category_label
+    from .rendered_project import category_label
 
     resolved = resolved_answers(answers)
     labels = [category_label(category, (details or {}).get("label"))
@@ -352,10 +353,10 @@ def bench(
     """Measure the bot against the framework floor, with real processes and socket.io."""
     from . import bench as benchmark
     from .processes import ServiceError
-    from .project import ProjectError, load_brand
+    from .rendered_project import ProjectError, project_brand
 
     try:
-        load_brand(project)
+        project_brand(project)
         counts = tuple(int(part) for part in sweep.split(",") if part.strip())
     except ProjectError as error:
         raise fail(str(error)) from None

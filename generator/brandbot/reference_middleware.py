@@ -13,14 +13,13 @@ import asyncio
 import hmac
 import json
 import re
-import tomllib
 import unicodedata
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import fastjsonschema
 from starlette.applications import Starlette
@@ -30,11 +29,12 @@ from starlette.routing import Route
 
 from .brand_file import load_answers
 from .paths import contract_schema
-from .project import category_label
-from .validation import resolved_answers
+from .rendered_project import brand_data, brand_data_for, category_label, words_of
+
+if TYPE_CHECKING:
+    from brandbot_runtime import Brand
 
 _WORD = re.compile(r"[^\W_]+")
-_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _HOLD_SECONDS = 600.0
 
 # Words that commonly name a support desk, grouped so that asking about "my parcel" finds the
@@ -86,19 +86,20 @@ _GENERIC = {
 }
 
 
-def _in(language: str, wordings: dict[str, str]) -> str:
+def _wording_for(language: str, wordings: dict[str, str]) -> str:
     """The wording for a language family, English otherwise."""
     return wordings.get(language.split("-")[0], wordings["en"])
 
 
 def words(text: str) -> set[str]:
-    """Lower-case words of a text, split at camel case, with a crude plural folded in."""
+    """Lower-case words of a text, camel case split as the bot splits a category id, with a crude plural folded in."""
     found = set()
-    for word in _WORD.findall(_CAMEL.sub(" ", text)):
-        word = word.lower()
-        found.add(word)
-        if len(word) > 3 and word.endswith("s"):
-            found.add(word[:-1])
+    for token in _WORD.findall(text):
+        for word in _WORD.findall(words_of(token)):
+            word = word.lower()
+            found.add(word)
+            if len(word) > 3 and word.endswith("s"):
+                found.add(word[:-1])
     return {_fold_accents(word) for word in found}
 
 
@@ -116,19 +117,18 @@ class Desk:
     answer: str
 
 
-def desks_for(answers: dict[str, Any]) -> list[Desk]:
-    """One desk per specialist category of the brand's (resolved) answers."""
-    language = answers.get("language", "en-US")
+def desks_for(brand: Brand) -> list[Desk]:
+    """One desk per specialist category of the brand."""
     found = []
-    for category, details in (answers.get("categories") or {}).items():
-        label = category_label(category, (details or {}).get("label"))
+    for category, details in brand.categories.items():
+        label = category_label(category, details.label)
         own = words(category) | words(label)
         keywords = set(own)
-        answer = _in(language, _GENERIC).replace("{label}", label)
+        answer = _wording_for(brand.language, _GENERIC).replace("{label}", label)
         for topic, canned in _TOPICS:
             if own & topic:
                 keywords |= topic
-                answer = _in(language, canned)
+                answer = _wording_for(brand.language, canned)
                 break
         found.append(Desk(category, label, frozenset(keywords), answer))
     return found
@@ -148,11 +148,10 @@ class Decision:
 class Router:
     """Routes a message to a desk by keywords, or to the brand's first general category."""
 
-    def __init__(self, answers: dict[str, Any]) -> None:
-        self.desks = desks_for(answers)
-        self.greeting = _in(answers.get("language", "en-US"), _GREETING)
-        general = list(answers.get("general_categories") or [])
-        self.general_category = general[0] if general else None
+    def __init__(self, brand: Brand) -> None:
+        self.desks = desks_for(brand)
+        self.greeting = _wording_for(brand.language, _GREETING)
+        self.general_category = brand.general_categories[0] if brand.general_categories else None
 
     def decide(self, message: str) -> Decision:
         """The canned answer, or a simulated failure when the message asks for one."""
@@ -193,23 +192,18 @@ def _simulation(lowered: str) -> Decision | None:
     return None
 
 
-def routing_for(path: Path | None) -> dict[str, Any]:
-    """The categories to route to, from a brand file, a rendered brand.toml or a project directory.
+def routing_for(path: Path | None) -> Brand:
+    """The brand to route for, from a brand file (YAML answers), brand data (a brand.toml) or a project.
 
-    Raises BrandFileError (from brand_file) or ValueError with a sentence a user can act on.
+    Raises BrandFileError (a brand file) or ProjectError (brand data) with a sentence a user can act on.
     """
     if path is None:
-        return resolved_answers({"brand_name": "Reference"})
+        return brand_data_for({"brand_name": "Reference"})
     if path.is_dir():
         path = path / "brand.toml"
     if path.suffix == ".toml":
-        try:
-            return tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ValueError(f"{path}: no such file") from None
-        except tomllib.TOMLDecodeError as error:
-            raise ValueError(f"{path}: invalid TOML: {error}") from None
-    return resolved_answers(load_answers(path))
+        return brand_data(path)
+    return brand_data_for(load_answers(path))
 
 
 @cache
@@ -267,10 +261,10 @@ def crossed_session(payload: dict[str, Any]) -> bool:
     return any(not turn["content"].startswith(prefix) for turn in payload["history"])
 
 
-def create_app(answers: dict[str, Any], *, secret: str, auth_header: str = "x-secret",
+def create_app(brand: Brand, *, secret: str, auth_header: str = "x-secret",
                latency_seconds: float = 0.0) -> Starlette:
     """The middleware as an ASGI app: POST /chat, GET /health, GET /stats."""
-    router = Router(answers)
+    router = Router(brand)
     stats = Stats()
     expected = secret.encode()
     in_flight: Counter[str] = Counter()
@@ -351,10 +345,10 @@ async def _hold(request: Request) -> None:
         await asyncio.sleep(0.2)
 
 
-def serve(answers: dict[str, Any], *, host: str, port: int, secret: str, auth_header: str,
+def serve(brand: Brand, *, host: str, port: int, secret: str, auth_header: str,
           latency_seconds: float) -> None:
     """Run the middleware until interrupted."""
     import uvicorn
 
-    app = create_app(answers, secret=secret, auth_header=auth_header, latency_seconds=latency_seconds)
+    app = create_app(brand, secret=secret, auth_header=auth_header, latency_seconds=latency_seconds)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off")

@@ -7,14 +7,14 @@ from pathlib import Path
 
 from .browser import chromium, send
 from .processes import start_bot
-from .project import load_brand
+from .rendered_project import project_brand
 
 
 def screenshot(project: Path, destination: Path, *, width: int = 900, height: int = 720) -> Path:
     """Run the project, click its first starter (or ask a question), and save the page as PNG."""
     from playwright.sync_api import expect
 
-    brand = load_brand(project)
+    brand = project_brand(project)
     bot = start_bot(project, log_dir=Path(tempfile.mkdtemp(prefix="brandbot-shot-")),
                     app_env={"TRANSITION_DELAY_SECONDS": "0"})
     try:

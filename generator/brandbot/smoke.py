@@ -4,7 +4,7 @@ Starts the reference middleware and `chainlit run app.py --headless` for the pro
 loopback ports with a throw-away secret, then plays one customer through every path: welcome,
 a general question, each specialist category, an HTTP error, a timeout, an answer that breaks
 the contract and a refused connection, with a recovery after each failure. The expected texts
-are read from the project's own brand.toml.
+are read from the project's own brand data (brand.toml).
 """
 
 from __future__ import annotations
@@ -16,11 +16,14 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .chat_client import ChainlitChat, transcript
 from .processes import RunningBot, start_bot
-from .project import load_brand, runtime_module
+from .rendered_project import Display, project_brand, project_display
+
+if TYPE_CHECKING:
+    from brandbot_runtime import Brand
 
 
 @dataclass
@@ -36,8 +39,8 @@ class Check:
 def run_smoke(project: Path, *, request_timeout: float = 2.0, log_dir: Path | None = None,
               on_check: Callable[[Check], None] | None = None) -> list[Check]:
     """Run every check; processes are stopped whatever happens (Ctrl-C included)."""
-    brand = load_brand(project)
-    display = runtime_module(project, "display")
+    brand = project_brand(project)
+    display = project_display(project)
     log_dir = log_dir or Path(tempfile.mkdtemp(prefix="brandbot-smoke-"))
     checks: list[Check] = []
     bot = start_bot(project, log_dir=log_dir, app_env={"REQUEST_TIMEOUT_SECONDS": str(request_timeout),
@@ -59,7 +62,7 @@ def _record(checks: list[Check], on_check: Callable[[Check], None] | None, check
         on_check(check)
 
 
-async def _converse(bot: RunningBot, brand: Any, display: Any, checks: list[Check],
+async def _converse(bot: RunningBot, brand: Brand, display: Display, checks: list[Check],
                     on_check: Callable[[Check], None] | None) -> None:
     texts, plain = brand.texts, display.plain
     own_texts = {plain(text) for text in texts.model_dump().values()}

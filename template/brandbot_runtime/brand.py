@@ -1,7 +1,7 @@
-"""The brand: persona, welcome text, categories and every user-facing text, read from brand.toml.
+"""The brand: persona, welcome text, categories and every user-facing text, read from the brand data.
 
-brand.toml is rendered once by copier from the brand's answers (where the rules for each value
-are checked); this model gives the values types and refuses a hand-edited file that lost a key.
+The brand data, brand.toml, is rendered once by copier from the brand's answers (where the rules for
+each value are checked); this model gives the values types and refuses a hand-edited file that lost a key.
 """
 
 from __future__ import annotations
@@ -13,15 +13,15 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .paths import brand_file
+from .project_paths import brand_data_file
 
 _WORD_SEPARATORS = re.compile(r"[_\-.\s]+")
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _MAX_DERIVED_LABEL = 60
 
 
-class BrandFileError(RuntimeError):
-    """brand.toml is missing or does not hold what the runtime needs."""
+class BrandDataError(RuntimeError):
+    """The brand data (brand.toml) is missing or does not hold what the runtime needs."""
 
 
 class Texts(BaseModel):
@@ -89,7 +89,7 @@ class Brand(BaseModel):
     starters: tuple[Starter, ...]
     auth_header: str = Field(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
     categories: dict[str, Category]
-    general_categories: frozenset[str]
+    general_categories: tuple[str, ...]  # in the order the brand lists them
     texts: Texts
 
     def specialist_label(self, category: str | None) -> str | None:
@@ -115,24 +115,24 @@ def words_of(category_id: str) -> str:
     return label
 
 
-def read_brand(path: Path) -> Brand:
-    """Parse and check one brand file, naming the file and the field on any problem."""
+def read_brand_data(path: Path) -> Brand:
+    """Parse and check one brand data file, naming the file and the field on any problem."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as error:
-        raise BrandFileError(f"brand file {path} not found") from error
+        raise BrandDataError(f"brand data {path} not found") from error
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-        raise BrandFileError(f"brand file {path} is not valid TOML: {error}") from error
+        raise BrandDataError(f"brand data {path} is not valid TOML: {error}") from error
     try:
         return Brand.model_validate(data)
     except ValidationError as error:
         problems = "; ".join(
             f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}" for item in error.errors()
         )
-        raise BrandFileError(f"brand file {path}: {problems}") from error
+        raise BrandDataError(f"brand data {path}: {problems}") from error
 
 
 @lru_cache(maxsize=1)
 def load_brand() -> Brand:
     """The project's brand, read once per process."""
-    return read_brand(brand_file())
+    return read_brand_data(brand_data_file())

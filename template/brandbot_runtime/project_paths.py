@@ -1,4 +1,4 @@
-"""Where the project's files are, independent of the directory `chainlit run` starts in."""
+"""Where the running project's own files are, independent of the directory `chainlit run` starts in."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
-def brand_file() -> Path:
-    """The brand data file: `BRAND_FILE` when set (tests, several brands in one image), else ./brand.toml."""
+def brand_data_file() -> Path:
+    """The brand data (brand.toml): `BRAND_FILE` when set (tests, several brands in one image), else the project's."""
     return Path(os.environ.get("BRAND_FILE") or PROJECT_DIR / "brand.toml")
 
 

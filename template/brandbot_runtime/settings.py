@@ -1,8 +1,8 @@
 """Deployment settings, validated once per process.
 
-Sources, first wins: the environment, `.env` next to app.py, then brand.toml (which supplies
-the brand's defaults for the persona and the timeouts). The secret is a SecretStr so it never
-shows in a repr, a log line or an error message.
+Sources, first wins: the environment, `.env` next to app.py, then the brand data, brand.toml
+(which supplies the brand's defaults for the bot's name, the timeouts and the image hosts). The
+secret is a SecretStr so it never shows in a repr, a log line or an error message.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from .paths import brand_file, dotenv_file
+from .project_paths import brand_data_file, dotenv_file
 from .request_guard import parse_allowed_origins
 from .security_headers import parse_origins
 
@@ -38,7 +38,6 @@ class Settings(BaseSettings):
     backend_api_url: HttpUrl
     backend_api_secret: SecretStr = Field(min_length=8)
     bot_name: str = Field(min_length=1, max_length=100)
-    bot_role: str = Field(min_length=1, max_length=100)
     request_timeout_seconds: float = Field(gt=0, le=600)
     transition_delay_seconds: float = Field(ge=0, le=10)
     history_max_turns: int = Field(default=20, ge=0, le=1000)
@@ -86,13 +85,13 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Environment, then .env, then the brand file's defaults."""
+        """Environment, then .env, then the brand data's defaults."""
         del dotenv_settings, file_secret_settings
         return (
             init_settings,
             env_settings,
             DotEnvSettingsSource(settings_cls, env_file=dotenv_file(), env_file_encoding="utf-8"),
-            TomlConfigSettingsSource(settings_cls, toml_file=brand_file()),
+            TomlConfigSettingsSource(settings_cls, toml_file=brand_data_file()),
         )
 
 

@@ -1,4 +1,4 @@
-"""The brand file: it loads, it holds every text, and categories resolve to the right label."""
+"""The brand data (brand.toml): it loads, it holds every text, and categories resolve to the right label."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from brandbot_runtime.brand import Brand, BrandFileError, read_brand, words_of
+from brandbot_runtime.brand import Brand, BrandDataError, read_brand_data, words_of
 
 from .conftest import PROJECT_DIR
 
 
-def test_project_brand_file_loads_with_every_text(brand: Brand) -> None:
+def test_project_brand_data_loads_with_every_text(brand: Brand) -> None:
     assert brand.brand_name.strip()
     assert brand.welcome_message.strip()
     for name, wording in brand.texts.model_dump().items():
@@ -55,15 +55,15 @@ def test_specialist_text_replaces_only_the_label_placeholder(brand: Brand) -> No
     assert text.specialist("Returns {0}") == "Returns {0} {other} %s ${X}"
 
 
-def test_a_brand_file_missing_a_text_names_the_field(tmp_path: Path) -> None:
+def test_brand_data_missing_a_text_names_the_field(tmp_path: Path) -> None:
     source = (PROJECT_DIR / "brand.toml").read_text(encoding="utf-8")
     broken = "\n".join(line for line in source.splitlines() if not line.startswith("error_timeout"))
     path = tmp_path / "brand.toml"
     path.write_text(broken, encoding="utf-8")
-    with pytest.raises(BrandFileError, match=r"texts\.error_timeout: Field required"):
-        read_brand(path)
+    with pytest.raises(BrandDataError, match=r"texts\.error_timeout: Field required"):
+        read_brand_data(path)
 
 
-def test_a_missing_brand_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(BrandFileError, match="not found"):
-        read_brand(tmp_path / "nowhere.toml")
+def test_missing_brand_data_is_named(tmp_path: Path) -> None:
+    with pytest.raises(BrandDataError, match="not found"):
+        read_brand_data(tmp_path / "nowhere.toml")

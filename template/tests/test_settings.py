@@ -47,11 +47,10 @@ def test_secret_never_shows_even_when_another_variable_is_wrong(monkeypatch: pyt
     assert TEST_SECRET not in str(raised.value) and TEST_SECRET not in repr(raised.value)
 
 
-def test_brand_file_supplies_the_defaults(configure, brand: Brand) -> None:  # type: ignore[no-untyped-def]
+def test_brand_data_supplies_the_defaults(configure, brand: Brand) -> None:  # type: ignore[no-untyped-def]
     configure("https://mw.example/chat", TRANSITION_DELAY_SECONDS="0.5")
     loaded = validate_settings()
     assert loaded.bot_name == brand.bot_name
-    assert loaded.bot_role == brand.bot_role
     assert loaded.history_max_turns == 20
     assert loaded.request_timeout_seconds > 0
     assert loaded.backend_api_secret.get_secret_value() == TEST_SECRET
@@ -63,13 +62,13 @@ def test_environment_overrides_dotenv_which_overrides_the_brand(
 ) -> None:
     (tmp_path / ".env").write_text(
         "BACKEND_API_URL=https://from-dotenv.example/chat\nBACKEND_API_SECRET=dotenv-secret\n"
-        "BOT_NAME=Dotenv Name\nBOT_ROLE=Dotenv Role\n",
+        "BOT_NAME=Dotenv Name\nTRANSITION_DELAY_SECONDS=0.7\n",
         encoding="utf-8",
     )
     monkeypatch.setenv("BOT_NAME", "Env Name")
     loaded = validate_settings()
     assert loaded.bot_name == "Env Name"
-    assert loaded.bot_role == "Dotenv Role"
+    assert loaded.transition_delay_seconds == 0.7  # the brand data says otherwise
     assert str(loaded.backend_api_url) == "https://from-dotenv.example/chat"
 
 

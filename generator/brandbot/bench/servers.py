@@ -14,8 +14,8 @@ from functools import cached_property
 from pathlib import Path
 
 from ..processes import Service, chainlit_command, free_port, python_env, start, start_bot
-from ..project import runtime_module
 from ..reference_middleware import Router, routing_for
+from ..rendered_project import project_display
 from .config import BenchConfig
 from .load import Server
 
@@ -35,7 +35,7 @@ class RightAnswers:
 
     @classmethod
     def of(cls, project: Path) -> RightAnswers:
-        return cls(Router(routing_for(project)), runtime_module(project, "display").as_sent)
+        return cls(Router(routing_for(project)), project_display(project).as_sent)
 
     def reply(self, text: str) -> str:
         """The middleware's answer to `text`."""

@@ -1,9 +1,11 @@
-"""Preserve a release's template as a git bundle for the `copier update` test.
+"""`make freeze-release TAG=vX.Y.Z`: keep a release's template as a git bundle for the `copier update` test.
 
 The update test must start from the previous release, but a clone need not carry tags (CI clones
 the submitted branch only) or even history. So the release's template files travel with the
-repository: `python -m tests.freeze_release vX.Y.Z` (run after tagging a release, before the next
-one) writes tests/data/previous-release.bundle, one commit tagged with the release's name.
+repository: `python -m brandbot.release vX.Y.Z` (run from a checkout after tagging a release,
+before the next one) writes tests/data/previous-release.bundle, one commit tagged with the
+release's name. A maintainer's tool: it reads the checkout's git history, so it has no use in an
+installed wheel.
 """
 
 from __future__ import annotations
@@ -16,10 +18,16 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-BUNDLE = REPO / "tests" / "data" / "previous-release.bundle"
+from .paths import template_root
+
 #: What copier reads from the template repository; the rest of the tree plays no part in an update.
-TEMPLATE_PARTS = ("copier.yml", "validators.jinja", "template", "migrations")
+TEMPLATE_PARTS = ("copier.yml", "validators.jinja", "builtin_texts.jinja", "slug.jinja", "theme.jinja", "template",
+                  "migrations")
+
+
+def bundle_path() -> Path:
+    """Where the preserved release lives in the checkout."""
+    return template_root() / "tests" / "data" / "previous-release.bundle"
 
 
 def _git(*args: str, cwd: Path, stdout: int | None = None) -> subprocess.CompletedProcess[bytes]:
@@ -28,9 +36,10 @@ def _git(*args: str, cwd: Path, stdout: int | None = None) -> subprocess.Complet
                           cwd=cwd, check=True, stdout=stdout, env={**os.environ, **fixed_date})
 
 
-def freeze(tag: str, bundle: Path = BUNDLE) -> None:
-    """Write `bundle`: the template parts of `tag` as one commit, tagged `tag`."""
-    archive = _git("archive", "--format=tar", tag, *TEMPLATE_PARTS, cwd=REPO, stdout=subprocess.PIPE).stdout
+def freeze(tag: str, bundle: Path | None = None) -> Path:
+    """Write `bundle` (by default the checkout's): the template parts of `tag` as one commit, tagged `tag`."""
+    bundle = bundle or bundle_path()
+    archive = _git("archive", "--format=tar", tag, *TEMPLATE_PARTS, cwd=template_root(), stdout=subprocess.PIPE).stdout
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(scratch)
         with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
@@ -41,10 +50,11 @@ def freeze(tag: str, bundle: Path = BUNDLE) -> None:
         _git("tag", "-a", tag, "-m", f"brandbot {tag}", cwd=work)
         bundle.parent.mkdir(parents=True, exist_ok=True)
         _git("bundle", "create", "-q", str(bundle), "HEAD", "main", tag, cwd=work)
+    return bundle
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m tests.freeze_release vX.Y.Z")
-    freeze(sys.argv[1])
-    print(f"wrote {BUNDLE.relative_to(REPO)} from {sys.argv[1]}")
+    if len(sys.argv) != 2 or not sys.argv[1]:
+        sys.exit("usage: make freeze-release TAG=vX.Y.Z  (or python -m brandbot.release vX.Y.Z)")
+    written = freeze(sys.argv[1])
+    print(f"wrote {written.relative_to(template_root())} from {sys.argv[1]}")

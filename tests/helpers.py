@@ -1,0 +1,142 @@
+"""Plain helpers for brandbot's tests: the repository's places, git, rendering, running the CLI, the
+project files a test compares, a running bot read as plain data, and the figures printed at the end.
+
+Fixtures live in conftest.py; everything here is an ordinary function or class a test imports.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+import warnings
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import copier
+
+from brandbot.paths import examples_dir, project_template, template_root
+from brandbot.processes import RunningBot
+from brandbot.release import TEMPLATE_PARTS
+from brandbot.rendered_project import Display, _runtime, project_display
+
+REPO = template_root()
+DATA = Path(__file__).parent / "data"
+EXAMPLES = sorted(examples_dir().glob("*.yml"))
+HOSTILE = DATA / "hostile.yml"
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+#: Folders of local state (uploads, caches, venvs) that a project's .gitignore lists: not project files.
+LOCAL_STATE = tuple(line.rstrip("/") for line in (REPO / "template/.gitignore").read_text(encoding="utf-8").split()
+                    if line.endswith("/"))
+skip_local_state = shutil.ignore_patterns(*LOCAL_STATE)
+
+
+def is_local_state(path: Path) -> bool:
+    """Whether `path` lies in one of the LOCAL_STATE folders."""
+    return not set(LOCAL_STATE).isdisjoint(path.parts)
+
+
+def example_id(path: Path) -> str:
+    return path.stem
+
+
+FIGURES: dict[str, list[tuple[int, str]]] = {}
+
+
+def record_figure(name: str, count: int, detail: str) -> None:
+    """Keep a figure (e.g. fuzz examples run) for the summary printed at the end of the run."""
+    FIGURES.setdefault(name, []).append((count, detail))
+
+
+def git(*args: str, cwd: Path) -> str:
+    """Run git with a test identity; its output."""
+    return subprocess.run(["git", "-c", "user.name=Owner", "-c", "user.email=owner@example.com", *args], cwd=cwd,
+                          check=True, capture_output=True, text=True).stdout
+
+
+def checkout_template(destination: Path) -> Path:
+    """Copy this checkout's template parts (tracked files and new ones not ignored) to `destination`."""
+    listed = git("ls-files", "--cached", "--others", "--exclude-standard", "-z", "--", *TEMPLATE_PARTS, cwd=REPO)
+    for name in filter(None, listed.split("\0")):
+        if (REPO / name).is_file():
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, destination / name)
+    return destination
+
+
+def commit_release(repository: Path, tag: str) -> None:
+    """Commit everything in `repository` and tag it as release `tag`."""
+    git("add", "-A", cwd=repository)
+    git("commit", "-qm", tag, cwd=repository)
+    git("tag", tag, cwd=repository)
+
+
+def copier_render(tmp_path: Path, answers: dict[str, Any]) -> Path:
+    """Render `answers` with copier alone (no brandbot checks or assets) into tmp_path/out."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # copier warns that a dirty checkout is used
+        copier.run_copy(str(REPO), str(tmp_path / "out"), data=answers, defaults=True, quiet=True, vcs_ref="HEAD")
+    return tmp_path / "out"
+
+
+BRANDBOT = [sys.executable, "-m", "brandbot"]
+
+
+def brandbot(*args: str, cwd: Path | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    """Run the brandbot command as a user would, in a 100-column terminal."""
+    return subprocess.run([*BRANDBOT, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd,
+                          env={**os.environ, "COLUMNS": "100"})
+
+
+def project_files(project: Path) -> dict[str, bytes]:
+    """Every file of a project but local state (Chainlit's uploads, caches), by relative path."""
+    return {str(path.relative_to(project)): path.read_bytes() for path in sorted(project.rglob("*"))
+            if path.is_file() and not is_local_state(path.relative_to(project))}
+
+
+def rendered_files(project: Path) -> dict[str, str]:
+    """Every text file of a project, by relative path."""
+    return {name: data.decode("utf-8") for name, data in project_files(project).items()}
+
+
+def template_runtime_module(name: str) -> ModuleType:
+    """A module of the template's runtime, internals included: for tests that hold a document to the code."""
+    return importlib.import_module(f"{_runtime(project_template()).__name__}.{name}")
+
+
+@dataclass(frozen=True)
+class BotRun:
+    """How a test module runs its live bot: the middleware's latency and the app's settings."""
+
+    latency_ms: float = 0.0
+    app_env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class LiveBot:
+    """A running bot, with its project's files read the way a test checks them: as plain data,
+    independently of the runtime (its display functions aside, which say how a text is shown)."""
+
+    running: RunningBot
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.running, name)
+
+    @cached_property
+    def brand(self) -> dict[str, Any]:
+        return tomllib.loads((self.running.project / "brand.toml").read_text(encoding="utf-8"))
+
+    @cached_property
+    def theme(self) -> dict[str, Any]:
+        return json.loads((self.running.project / "public/theme.json").read_text(encoding="utf-8"))
+
+    @cached_property
+    def display(self) -> Display:
+        return project_display(self.running.project)
