@@ -22,10 +22,10 @@ from typing import Any
 
 import copier
 
-from brandbot.paths import examples_dir, project_template, template_root
 from brandbot.processes import RunningBot
 from brandbot.release import TEMPLATE_PARTS
 from brandbot.rendered_project import Display, _runtime, project_display
+from brandbot.template_paths import examples_dir, project_template, template_root
 
 REPO = template_root()
 DATA = Path(__file__).parent / "data"

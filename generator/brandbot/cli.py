@@ -25,7 +25,7 @@ from rich.text import Text
 from . import __version__
 from .assets import brand_problems
 from .brand_file import BrandFileError, load_answers
-from .paths import examples_dir
+from .template_paths import examples_dir
 from .validation import Problem, resolved_answers
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,

@@ -28,8 +28,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from .brand_file import load_answers
-from .paths import contract_schema
 from .rendered_project import brand_data, brand_data_for, category_label, words_of
+from .template_paths import contract_schema
 
 if TYPE_CHECKING:
     from brandbot_runtime import Brand

@@ -18,7 +18,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from .paths import template_root
+from .template_paths import template_root
 
 #: What copier reads from the template repository; the rest of the tree plays no part in an update.
 TEMPLATE_PARTS = ("copier.yml", "validators.jinja", "builtin_texts.jinja", "slug.jinja", "theme.jinja", "template",

@@ -9,7 +9,7 @@ from typing import Any
 import copier
 
 from .assets import brand_problems, install_assets
-from .paths import template_root
+from .template_paths import template_root
 from .validation import Problem
 
 

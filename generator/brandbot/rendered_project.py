@@ -20,7 +20,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from .paths import project_template
+from .template_paths import project_template
 from .validation import jinja_environment, resolved_answers
 
 if TYPE_CHECKING:  # the runtime's own types; at run time they come from the project's copy

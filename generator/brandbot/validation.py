@@ -20,7 +20,7 @@ from jinja2 import FileSystemLoader, StrictUndefined, Undefined
 from jinja2.sandbox import SandboxedEnvironment
 
 from .brand_file import BoundedYAMLError, parse_yaml
-from .paths import copier_yml, template_root
+from .template_paths import copier_yml, template_root
 
 
 @dataclass(frozen=True)

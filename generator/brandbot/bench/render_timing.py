@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 from ..brand_file import load_answers
-from ..paths import template_root
 from ..render import render_brand
+from ..template_paths import template_root
 from .report import GenerationTimes, RenderTimes
 
 

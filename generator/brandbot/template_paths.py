@@ -1,4 +1,7 @@
-"""Where the template lives: beside the package in a checkout, or bundled inside a wheel."""
+"""Where the template and its parts live: beside the package in a checkout, or bundled inside a wheel.
+
+(The running bot's own files are found by brandbot_runtime/project_paths.py, inside the project.)
+"""
 
 from __future__ import annotations
 
