@@ -5,7 +5,6 @@ answer is carried forward by a migration."""
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -32,9 +31,7 @@ def template_with_history(tmp_path: Path) -> tuple[Path, str]:
     source = tmp_path / "brandbot"
     git("clone", "-q", str(RELEASE_BUNDLE), str(source), cwd=tmp_path)
     release = git("describe", "--tags", "--abbrev=0", cwd=source).strip()
-    for part in TEMPLATE_PARTS:
-        shutil.rmtree(source / part, ignore_errors=True)
-        (source / part).unlink(missing_ok=True)
+    git("rm", "-rq", "--ignore-unmatch", "--", *TEMPLATE_PARTS, cwd=source)
     checkout_template(source)
     git("add", "-A", cwd=source)
     git("commit", "-qm", "the template under test", cwd=source)

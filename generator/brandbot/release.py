@@ -20,9 +20,9 @@ from pathlib import Path
 
 from .template_paths import template_root
 
-#: What copier reads from the template repository; the rest of the tree plays no part in an update.
-TEMPLATE_PARTS = ("copier.yml", "validators.jinja", "builtin_texts.jinja", "slug.jinja", "theme.jinja", "template",
-                  "migrations")
+#: What copier reads from the template repository, as git pathspecs: the questionnaire, the Jinja files beside
+#: it (whichever a release has), the project's files and the migrations. The rest plays no part in an update.
+TEMPLATE_PARTS = ("copier.yml", ":(glob)*.jinja", "template", "migrations")
 
 
 def bundle_path() -> Path:
