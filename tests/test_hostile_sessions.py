@@ -33,6 +33,8 @@ def test_a_flood_and_huge_messages_are_held_to_one_request_per_session(rendered:
         process = psutil.Process(bot.app.process.pid)
         rss_before = process.memory_info().rss
         flood = asyncio.run(_flood(bot.app.base_url))
+        refused_in_session = asyncio.run(_refused_while_connected(bot.app.base_url))
+        rss_connected = process.memory_info().rss
         started = time.perf_counter()
         dropped = asyncio.run(_huge_messages(bot.app.base_url))
         seconds = time.perf_counter() - started
@@ -44,8 +46,12 @@ def test_a_flood_and_huge_messages_are_held_to_one_request_per_session(rendered:
 
     assert stats["most_in_flight_per_session"] == 1
     answered = [final for final in flood if final.startswith("[flood] ")]
+    told_to_wait = [final for final in flood if final.startswith("You are sending messages faster")]
+    busy = [final for final in flood if final.startswith("Our assistant is still answering")]
     assert 1 <= len(answered) <= 12  # the per-minute limit, whatever the timing
-    assert len(flood) == 100 and all(final for final in flood)  # every message got a text back
+    assert len(told_to_wait) == 1  # told once; the rest of the flood costs no reply
+    assert len(answered) + len(busy) + len(told_to_wait) + flood.count("") == 100
+    assert refused_in_session == ["too long"] * 12 + ["wait"] + ["nothing"] * 187
     assert dropped == SESSIONS * MESSAGES  # every oversized frame closed its connection, unread
     assert just_over.startswith("Your message is too long")  # a long message still gets the polite text
     assert after.startswith("[after] ")
@@ -53,7 +59,10 @@ def test_a_flood_and_huge_messages_are_held_to_one_request_per_session(rendered:
     grown = (rss_after - rss_before) / 2**20
     assert grown < 100, f"the bot grew by {grown:.0f} MB"
     record_figure("hostile sessions", 100, f"flood of 100 messages in one session: {len(answered)} answered, "
-                                           f"{stats['most_in_flight_per_session']} request at a time")
+                                           f"{stats['most_in_flight_per_session']} request at a time, "
+                                           f"told to wait {len(told_to_wait)} time")
+    record_figure("hostile sessions", 200, f"200 refused 30 KB messages on one open connection: bot RSS "
+                                           f"{rss_before / 2**20:.0f} -> {rss_connected / 2**20:.0f} MB")
     record_figure("hostile sessions", SESSIONS * MESSAGES,
                   f"{SESSIONS} sessions x {MESSAGES} messages of {HUGE // 1000} KB, each frame refused "
                   f"({seconds:.1f} s in all): largest middleware request {stats['largest_request_bytes']} bytes; "
@@ -65,6 +74,23 @@ async def _flood(base_url: str) -> list[str]:
         await chat.welcome()
         exchanges = await chat.send_at_once([f"[flood] message {number}" for number in range(100)])
     return [exchange.final for exchange in exchanges]
+
+
+async def _refused_while_connected(base_url: str) -> list[str]:
+    """One connection sends 200 messages just under the frame bound but over the length limit."""
+    async with ChainlitChat(base_url, timeout=60) as chat:
+        await chat.welcome()
+        exchanges = [await chat.send("z" * 30_000) for _ in range(200)]
+    return [_kind(exchange.final) for exchange in exchanges]
+
+
+def _kind(final: str) -> str:
+    """What a refusal told the customer, in a word."""
+    if final.startswith("Your message is too long"):
+        return "too long"
+    if final.startswith("You are sending messages faster"):
+        return "wait"
+    return final or "nothing"
 
 
 async def _huge_messages(base_url: str) -> int:

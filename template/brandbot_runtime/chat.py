@@ -115,8 +115,17 @@ async def reply(text: str) -> None:
 
     Empty messages are not forwarded (the contract's messages are non-empty); a message over
     the length or rate limit, or one too many while earlier ones wait, gets the brand's text
-    for it; the others are answered one at a time, in the order they came.
+    for it (once per minute for a flood: see Conversation.admit); the others are answered one at
+    a time, in the order they came. Chainlit's own copy of the messages is dropped whatever
+    happens: the Conversation holds the bounded history (see end()).
     """
+    try:
+        await _reply(text)
+    finally:
+        cl.chat_context.clear()
+
+
+async def _reply(text: str) -> None:
     ready = await _ready()
     if ready is None:
         return
@@ -128,15 +137,15 @@ async def reply(text: str) -> None:
     conversation = _conversation(settings)
     refusal = conversation.admit(text)
     if refusal is not None:
+        if refusal.quiet:
+            log.debug("chat %s: dropped a message (%s, already told)", _session_id(), refusal.text_id)
+            return
         log.warning("chat %s: refused a message (%s)", _session_id(), refusal.text_id)
         await cl.Message(content=plain(brand.texts.render(refusal.text_id, refusal.values)),
                          author=settings.bot_name).send()
         return
-    try:
-        async with conversation.turn():
-            await _exchange(brand, settings, conversation, text)
-    finally:
-        cl.chat_context.clear()  # the Conversation holds the bounded history; see end()
+    async with conversation.turn():
+        await _exchange(brand, settings, conversation, text)
 
 
 def end() -> None:

@@ -28,10 +28,14 @@ _WINDOW_SECONDS = 60.0
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
-    """Why a message is not answered: the brand text to show and the values for its placeholders."""
+    """Why a message is not answered: the brand text to show and the values for its placeholders.
+
+    A quiet refusal shows nothing: the customer was already told to wait within the last minute.
+    """
 
     text_id: str
     values: dict[str, str]
+    quiet: bool = False
 
 
 class Conversation:
@@ -42,25 +46,33 @@ class Conversation:
         self.history = History(max_exchanges, max_history_bytes)
         self._max_message_chars = max_message_chars
         self._messages_per_minute = messages_per_minute
-        self._recent: deque[float] = deque()
+        self._recent: deque[float] = deque()  # when each message of the last minute came, refused ones too
+        self._told_to_wait_at: float | None = None
         self._turn = asyncio.Lock()
         self._waiting = 0
         self._retry: tuple[str, str] | None = None  # (retry id, message) of the last failed exchange
         self._now = time.monotonic  # replaceable in tests
 
     def admit(self, message: str) -> Refusal | None:
-        """Whether `message` may be answered now; counts it against the rate limit when it may."""
-        if len(message) > self._max_message_chars:
-            return Refusal("error_message_too_long", {"max": str(self._max_message_chars)})
+        """Whether `message` may be answered now; every message counts against the rate limit.
+
+        Counting refused messages too means a flood keeps its sender waiting; and once told to
+        wait, the sender is not told again within the minute, so a flood costs no reply per message.
+        """
         now = self._now()
         while self._recent and now - self._recent[0] >= _WINDOW_SECONDS:
             self._recent.popleft()
-        if len(self._recent) >= self._messages_per_minute:
-            wait = max(1, math.ceil(_WINDOW_SECONDS - (now - self._recent[0])))
-            return Refusal("error_too_many_messages", {"seconds": str(wait)})
+        self._recent.append(now)
+        if len(self._recent) > self._messages_per_minute:
+            wait = max(1, math.ceil(_WINDOW_SECONDS - (now - self._recent[-self._messages_per_minute])))
+            quiet = self._told_to_wait_at is not None and now - self._told_to_wait_at < _WINDOW_SECONDS
+            if not quiet:
+                self._told_to_wait_at = now
+            return Refusal("error_too_many_messages", {"seconds": str(wait)}, quiet=quiet)
+        if len(message) > self._max_message_chars:
+            return Refusal("error_message_too_long", {"max": str(self._max_message_chars)})
         if self._turn.locked() and self._waiting >= MAX_WAITING:
             return Refusal("error_busy", {})
-        self._recent.append(now)
         return None
 
     @asynccontextmanager

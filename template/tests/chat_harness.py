@@ -32,6 +32,13 @@ class Shown:
         return self.contents[-1]
 
 
+def customer_message(text: str) -> cl.Message:
+    """A customer's message as Chainlit hands it to on_message, kept in its chat context as Chainlit does."""
+    message = cl.Message(content=text, author="User", type="user_message")
+    cl.chat_context.add(message)
+    return message
+
+
 class RecordingEmitter(BaseChainlitEmitter):
     """Records the steps Chainlit would emit to the browser."""
 
@@ -86,19 +93,18 @@ class ChatHarness:
 
     async def say(self, text: str) -> Shown:
         """Send one customer message through on_message; returns the bot's message."""
-        new = await self._new(lambda: app.on_message(cl.Message(content=text, author="User", type="user_message")))
+        new = await self._new(lambda: app.on_message(customer_message(text)))
         assert len(new) == 1, f"expected one bot message, got {[m.contents for m in new]}"
         return new[0]
 
     async def say_together(self, texts: list[str]) -> list[Shown]:
         """Send several customer messages at once, as a fast or hostile client can; the bot's messages."""
         return await self._new(lambda: asyncio.gather(*(
-            app.on_message(cl.Message(content=text, author="User", type="user_message")) for text in texts)))
+            app.on_message(customer_message(text)) for text in texts)))
 
     async def say_nothing_back(self, text: str) -> bool:
         """Send one customer message; whether the bot showed nothing for it."""
-        return await self._new(lambda: app.on_message(cl.Message(content=text, author="User",
-                                                                  type="user_message"))) == []
+        return await self._new(lambda: app.on_message(customer_message(text))) == []
 
     async def end(self) -> None:
         """The customer leaves: run on_chat_end."""

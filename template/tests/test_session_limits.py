@@ -12,7 +12,7 @@ from collections.abc import Callable
 from chainlit.chat_context import chat_contexts
 
 from brandbot_runtime.brand import Brand
-from brandbot_runtime.conversation import MAX_WAITING, Conversation
+from brandbot_runtime.conversation import MAX_WAITING, Conversation, Refusal
 from brandbot_runtime.display import as_sent, plain
 
 from .chat_harness import ChatHarness
@@ -123,14 +123,36 @@ async def test_empty_and_blank_messages_are_not_forwarded(configure, middleware:
     assert (await session.say("hello")).final == as_sent("You said: hello")
 
 
-def test_conversation_limits_count_only_admitted_messages() -> None:
+def test_every_message_counts_and_a_flood_is_told_to_wait_once_a_minute() -> None:
     conversation = Conversation(max_exchanges=5, max_history_bytes=1000, max_message_chars=10,
-                                messages_per_minute=2)
-    assert conversation.admit("x" * 11) is not None  # too long: not counted
+                                messages_per_minute=3)
+    clock = [1000.0]
+    conversation._now = lambda: clock[0]
+    too_long = conversation.admit("x" * 11)
+    assert too_long is not None and too_long.text_id == "error_message_too_long" and not too_long.quiet
     assert conversation.admit("a") is None
-    assert conversation.admit("b") is None
-    refusal = conversation.admit("c")
-    assert refusal is not None and refusal.text_id == "error_too_many_messages"
+    assert conversation.admit("b") is None  # three messages in the minute, the refused one included
+    told = conversation.admit("c")
+    assert told == Refusal("error_too_many_messages", {"seconds": "60"})
+    clock[0] += 10
+    again = conversation.admit("d")
+    assert again is not None and again.quiet  # told once: the flood gets no reply per message
+    clock[0] += 51  # a minute after "c", and "d" came 10 s later: two messages remain in the window
+    assert conversation.admit("e") is None
+
+
+async def test_refused_messages_leave_nothing_behind_in_chainlit(
+        configure, middleware: MiddlewareDouble, session: ChatHarness, brand: Brand) -> None:
+    configure(middleware.url, MAX_MESSAGE_CHARS="10", MESSAGES_PER_MINUTE="3")
+    await session.start()
+    shown = [await session.say("far too long for the limit") for _ in range(3)]
+    assert [item.final for item in shown] == [plain(brand.texts.render("error_message_too_long", {"max": "10"}))] * 3
+    told = await session.say("short")
+    assert told.final.startswith(plain(brand.texts.error_too_many_messages.split("{")[0]))
+    for _ in range(20):
+        assert await session.say_nothing_back("short")
+    assert middleware.requests == []
+    assert chat_contexts.get(session.session.id, []) == []
 
 
 def test_a_retry_id_is_taken_once() -> None:
