@@ -122,7 +122,7 @@ def _escape_inline(line: str) -> str:
         if char in "hHwW" and (index == 0 or not line[index - 1].isalnum()):
             url = _BARE_URL.match(line, index)
             if url:
-                out.append(_bare_url(url.group(0), line[url.end():url.end() + 1]))
+                out.append(_bare_url(url.group(0), line[url.end():url.end() + 1], line[max(0, index - 2):index]))
                 index = url.end()
                 continue
         if char == "<":
@@ -143,16 +143,18 @@ def _escape_inline(line: str) -> str:
     return "".join(out)
 
 
-def _bare_url(url: str, after: str) -> str:
+def _bare_url(url: str, after: str, before: str) -> str:
     """A bare URL as written, or, when `<` follows it, as an autolink `<url>` showing the same link.
 
     GitHub's autolink extension runs a bare URL up to the next space or `<`, and takes a backslash
     in: the usual `\\<` after it would show a stray backslash and end the link in `%5C`. An
-    autolink's angle brackets end it exactly, and do not show. Trailing punctuation stays outside,
-    where the extension would leave it; a URL without a scheme or holding `>` cannot be an autolink
-    and stays as written.
+    autolink's angle brackets end it exactly, and do not show. Trailing punctuation and an
+    unbalanced `)` stay outside, where the extension leaves them. A link's destination
+    (`[text](url)`), a URL without a scheme and one holding `>` stay as written.
     """
-    if after != "<" or not _SCHEME.match(url) or ">" in url:
+    if after != "<" or before == "](" or not _SCHEME.match(url) or ">" in url:
         return url
     link = url.rstrip("?!.,:*_~")
+    while link.endswith(")") and link.count(")") > link.count("("):
+        link = link[:-1].rstrip("?!.,:*_~")
     return f"<{link}>{url[len(link):]}"
