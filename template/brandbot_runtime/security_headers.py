@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
+import os
 import re
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
@@ -155,6 +156,22 @@ def current_policy() -> Policy:
     return Policy() if isinstance(settings, ConfigurationError) else policy_for(settings)
 
 
+@lru_cache(maxsize=1)
+def chainlit_page_scripts() -> frozenset[bytes]:
+    """The inline scripts of Chainlit's page, read once from the template Chainlit builds it from.
+
+    The page's CSP allows exactly these (by hash), never whatever a response body happens to hold,
+    so a script that found its way into a served page still would not run. The page is the same for
+    the whole process (it changes only with public/theme.json, read at start-up here as by Chainlit's
+    own caching of the config).
+    """
+    from chainlit.server import get_html_template
+
+    root_path = os.getenv("CHAINLIT_PARENT_ROOT_PATH", "") + os.getenv("CHAINLIT_ROOT_PATH", "")
+    page = get_html_template(root_path).encode("utf-8")
+    return frozenset(match.group(1) for match in _INLINE_SCRIPT.finditer(page))
+
+
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes:
     return next((value for key, value in headers if key.lower() == name), b"")
 
@@ -168,9 +185,11 @@ def _replace(headers: list[tuple[bytes, bytes]], extra: list[tuple[bytes, bytes]
 class SecurityHeaders:
     """ASGI middleware adding the headers above; it buffers only Chainlit's page (about 2 KB)."""
 
-    def __init__(self, app: ASGIApp, policy: Callable[[], Policy] = current_policy) -> None:
+    def __init__(self, app: ASGIApp, policy: Callable[[], Policy] = current_policy,
+                 page_scripts: Callable[[], frozenset[bytes]] | None = None) -> None:
         self.app = app
         self.policy = policy
+        self.page_scripts = page_scripts or chainlit_page_scripts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -201,7 +220,7 @@ class SecurityHeaders:
                     return
                 headers = list(held.get("headers", []))
                 page = without_third_party_links(_decoded(headers, bytes(body)))
-                csp = policy.page_csp(match.group(1) for match in _INLINE_SCRIPT.finditer(page))
+                csp = policy.page_csp(self.page_scripts())
                 extra = [*policy.common_headers(), (b"content-security-policy", csp.encode("ascii")),
                          (b"content-length", str(len(page)).encode("ascii"))]
                 held["headers"] = _replace([item for item in headers if item[0].lower() != b"content-encoding"],

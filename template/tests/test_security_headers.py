@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from chainlit.server import get_html_template
 
 import app  # noqa: F401 - installs the edge layers on Chainlit's server, as `chainlit run` does
 from brandbot_runtime import security_headers, settings
@@ -63,6 +64,7 @@ async def test_the_page_allows_exactly_its_inline_scripts_and_loads_nothing_from
     policy = directives(response.headers["content-security-policy"])
     hashes = inline_script_hashes(response.text)
     assert len(hashes) >= 2  # Chainlit's theme script and its `global` shim
+    assert hashes == inline_script_hashes(get_html_template(""))  # exactly the template's, nothing else
     assert policy["script-src"] == ["'self'", *sorted(hashes)]
     assert policy["default-src"] == ["'self'"]
     assert policy["img-src"] == ["'self'", "data:", "blob:"]
@@ -187,3 +189,18 @@ def test_third_party_links_are_removed_and_the_rest_kept() -> None:
             b'    <link rel="icon" href="/favicon" />\n    <link rel="x" href=//evil.example/a>\n</head>')
     kept = b'<head>\n    <link rel="icon" href="/favicon" />\n</head>'
     assert security_headers.without_third_party_links(html) == kept
+
+
+async def test_a_script_injected_into_a_served_page_is_not_allowed() -> None:
+    """The page's CSP comes from Chainlit's template, never from the body being sent."""
+
+    async def page(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/html")]})
+        await send({"type": "http.response.body", "body": b"<script>known()</script><script>injected()</script>"})
+
+    guarded = security_headers.SecurityHeaders(page, policy=security_headers.Policy,
+                                               page_scripts=lambda: frozenset({b"known()"}))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=guarded), base_url="http://bot.test") as client:
+        response = await client.get("/")
+    script_src = directives(response.headers["content-security-policy"])["script-src"]
+    assert script_src == ["'self'", security_headers.script_hash(b"known()")]
