@@ -33,14 +33,13 @@ def _bound_socket_frames() -> None:
 
     Engine.IO accepts 1 MB frames by default; a message is refused above MAX_MESSAGE_CHARS anyway,
     but only after Chainlit has decoded it into objects (and kept it), and a few hundred such
-    messages left the process's heap about 1 GB larger (docs/reliability.md). A frame holds one
-    message as JSON, at most 6 bytes per character (a \\uXXXX escape), plus Chainlit's envelope.
+    messages left the process's heap about 1 GB larger (docs/reliability.md).
     """
     from chainlit.server import sio
 
-    from .settings import ConfigurationError, Settings, current_settings
+    from .settings import ConfigurationError, Settings, current_settings, socket_frame_bytes
 
     settings = current_settings()
     characters = (Settings.model_fields["max_message_chars"].default if isinstance(settings, ConfigurationError)
                   else settings.max_message_chars)
-    sio.eio.max_http_buffer_size = max(64 * 1024, 6 * characters + 8 * 1024)
+    sio.eio.max_http_buffer_size = socket_frame_bytes(characters)

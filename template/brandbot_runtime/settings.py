@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from pydantic import Field, HttpUrl, SecretStr, ValidationError, field_validator
+from pydantic import Field, HttpUrl, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     DotEnvSettingsSource,
@@ -66,6 +66,14 @@ class Settings(BaseSettings):
         """Each entry scheme://host[:port], normalized the way browsers write the Origin header."""
         return parse_allowed_origins(value)
 
+    @model_validator(mode="after")
+    def _a_message_fits_in_a_request(self) -> Settings:
+        """socket.io's polling transport sends a message as one HTTP request: the request limit must hold it."""
+        needed = socket_frame_bytes(self.max_message_chars)
+        if needed > self.max_request_bytes:
+            raise ValueError(f"MAX_MESSAGE_CHARS={self.max_message_chars} needs MAX_REQUEST_BYTES of at least {needed}")
+        return self
+
     @field_validator("backend_api_secret")
     @classmethod
     def _secret_fits_a_header(cls, secret: SecretStr) -> SecretStr:
@@ -93,6 +101,12 @@ class Settings(BaseSettings):
             DotEnvSettingsSource(settings_cls, env_file=dotenv_file(), env_file_encoding="utf-8"),
             TomlConfigSettingsSource(settings_cls, toml_file=brand_data_file()),
         )
+
+
+def socket_frame_bytes(max_message_chars: int) -> int:
+    """The largest socket frame worth parsing: one message as JSON (at most 6 bytes a character, a
+    \\uXXXX escape) plus Chainlit's envelope, and never under 64 KB."""
+    return max(64 * 1024, 6 * max_message_chars + 8 * 1024)
 
 
 class ConfigurationError(RuntimeError):

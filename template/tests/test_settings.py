@@ -116,3 +116,12 @@ def test_session_limits_are_checked(configure, variable: str, value: str) -> Non
     result = settings.current_settings()
     assert isinstance(result, ConfigurationError)
     assert [problem.split(":")[0] for problem in result.problems] == [variable]
+
+
+def test_a_message_limit_the_request_limit_cannot_carry_is_refused(configure) -> None:  # type: ignore[no-untyped-def]
+    configure("http://127.0.0.1:9/chat", MAX_MESSAGE_CHARS="50000", MAX_REQUEST_BYTES="262144")
+    result = settings.current_settings()
+    assert isinstance(result, ConfigurationError)
+    assert "MAX_MESSAGE_CHARS=50000 needs MAX_REQUEST_BYTES of at least 308192" in str(result)
+    configure("http://127.0.0.1:9/chat", MAX_MESSAGE_CHARS="50000", MAX_REQUEST_BYTES="400000")
+    assert not isinstance(settings.current_settings(), ConfigurationError)
