@@ -242,13 +242,13 @@ def install(app: Any) -> None:
     from starlette.middleware.cors import CORSMiddleware
 
     from . import socket_guard
-    from .settings import ConfigurationError, Settings, validate_settings
+    from .settings import ConfigurationError, Settings, current_settings
 
-    try:
-        settings = validate_settings()
-        origins, limit = settings.allowed_origins, settings.max_request_bytes
-    except ConfigurationError:
+    settings = current_settings()
+    if isinstance(settings, ConfigurationError):
         origins, limit = (), Settings.model_fields["max_request_bytes"].default
+    else:
+        origins, limit = settings.allowed_origins, settings.max_request_bytes
     for middleware in app.user_middleware:
         if middleware.cls is CORSMiddleware:  # answer CORS to the listed sites only, never "*"
             middleware.kwargs["allow_origins"] = list(origins)
