@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from brandbot.validation import validate_answers
+from brandbot.validation import jinja_environment, resolved_answers, validate_answers
 
 from .helpers import REPO, copier_render
 
@@ -51,6 +54,7 @@ BAD_ANSWERS: list[tuple[str, Any, str]] = [
     ("auth_header", "x secret", "valid HTTP header name"),
     ("auth_header", "x-secret:", "valid HTTP header name"),
     ("auth_header", "", "valid HTTP header name"),
+    ("auth_header", "x" * 65, "valid HTTP header name"),
     ("texts", {"thinking": ""}, "texts.thinking: must not be empty"),
     ("texts", {"thinkin": "Hmm..."}, 'unknown text id "thinkin"'),
     ("texts", ["Thinking..."], "must be a mapping of text id to wording"),
@@ -123,3 +127,43 @@ def test_any_printable_text_is_accepted_for_names_and_labels(tmp_path: Path, tex
     copier_render(tmp_path, answers)
     assert (tmp_path / "out" / "brand.toml").is_file()
     assert validate_answers(answers) == []
+
+
+@pytest.mark.parametrize(("brand_name", "slug"), [
+    ("Acme Outdoor", "acme-outdoor"), ("123 Go!", "brand-123-go"), ("¡¡¡", "brand-bot"), ("Zoë Café", "zo-caf"),
+    ("--Hi--", "hi"), ("  Spaces  and __under__ ", "spaces-and-under"), ("a" * 70, "a" * 63),
+    ("9" * 70, "brand-" + "9" * 57), ("ab-" + "c" * 59 + "-d", "ab-" + "c" * 59),
+])
+def test_the_default_slug_keeps_the_slug_rule(brand_name: str, slug: str) -> None:
+    assert resolved_answers({"brand_name": brand_name})["brand_slug"] == slug
+    assert re.search(jinja_environment().get_template("slug.jinja").module.SLUG, slug)
+
+
+def test_the_header_name_rule_is_the_runtimes() -> None:
+    """The runtime cannot read validators.jinja, so brand.py writes the same expression; here the two are one."""
+    rules = jinja_environment().get_template("validators.jinja").module
+    assert _runtime_auth_header_pattern() == rules.HEADER_NAME
+
+
+def _runtime_auth_header_pattern() -> str:
+    """The `pattern` of brandbot_runtime.brand.Brand's auth_header field (a literal or a module constant)."""
+    tree = ast.parse((REPO / "template/brandbot_runtime/brand.py").read_text(encoding="utf-8"))
+    constants = {target.id: node.value for node in tree.body if isinstance(node, ast.Assign | ast.AnnAssign)
+                 for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+                 if isinstance(target, ast.Name)}
+    brand = next(node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == "Brand")
+    field = next(node.value for node in brand.body if isinstance(node, ast.AnnAssign)
+                 and isinstance(node.target, ast.Name) and node.target.id == "auth_header")
+    assert isinstance(field, ast.Call)
+    pattern = next(keyword.value for keyword in field.keywords if keyword.arg == "pattern")
+    value = ast.literal_eval(constants[pattern.id] if isinstance(pattern, ast.Name) else pattern)
+    assert isinstance(value, str)
+    return value
+
+
+def test_every_language_has_every_built_in_text_and_the_texts_question_lists_them() -> None:
+    builtin = jinja_environment().get_template("builtin_texts.jinja").module.BUILTIN_TEXTS
+    ids = list(builtin["en"])
+    assert all(list(wordings) == ids for wordings in builtin.values())
+    help_text = yaml.safe_load((REPO / "copier.yml").read_text(encoding="utf-8"))["texts"]["help"]
+    assert jinja_environment().from_string(help_text).render().endswith(f"(ids: {', '.join(ids)})")

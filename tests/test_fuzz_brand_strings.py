@@ -59,13 +59,12 @@ NEAR_PATTERN: dict[str, Any] = {
 
 @pytest.fixture(scope="module")
 def data_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """copier.yml, validators.jinja and the template's rendered files, outside git, so that copier renders
-    in milliseconds; the verbatim Python and translations are left out because no answer reaches them."""
+    """copier.yml, the Jinja beside it (validators, slug, theme, built-in texts) and the template's rendered
+    files, outside git, so that copier renders in milliseconds; the verbatim Python and translations are left
+    out because no answer reaches them."""
     root = tmp_path_factory.mktemp("data-template")
-    shutil.copy(REPO / "copier.yml", root / "copier.yml")
-    shutil.copy(REPO / "validators.jinja", root / "validators.jinja")
-    for source in (REPO / "template").rglob("*.jinja"):
-        target = root / "template" / source.relative_to(REPO / "template")
+    for source in (REPO / "copier.yml", *REPO.glob("*.jinja"), *(REPO / "template").rglob("*.jinja")):
+        target = root / source.relative_to(REPO)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(source, target)
     return root
