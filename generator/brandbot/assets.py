@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .asset_checks import css_problem, png_problem, svg_problem
-from .validation import Problem, validate_answers
+from .validation import Problem
 
 MAX_IMAGE_BYTES = 1_000_000
 MAX_CSS_BYTES = 200_000
@@ -27,14 +27,6 @@ MAX_CSS_BYTES = 200_000
 
 class AssetError(Exception):
     """A brand file that may not be published; the message is the rule it breaks."""
-
-
-def brand_problems(answers: dict[str, Any], base_dir: Path) -> list[Problem]:
-    """Everything wrong with a brand: copier.yml's rules, then its own files beside the brand file
-    (a file whose answer already broke a rule, such as an absolute path, is not opened)."""
-    problems = validate_answers(answers)
-    wrong = {problem.question for problem in problems}
-    return problems + [problem for problem in check_assets(answers, base_dir) if problem.question not in wrong]
 
 
 @dataclass(frozen=True)

@@ -23,10 +23,10 @@ from rich.table import Table
 from rich.text import Text
 
 from . import __version__
-from .assets import brand_problems
+from .brand_check import BrandCheck, check_brand
 from .brand_file import BrandFileError, load_answers
 from .template_paths import examples_dir
-from .validation import Problem, resolved_answers
+from .validation import Problem
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Turn one brand file into a tested, deployable Chainlit customer-service bot.")
@@ -36,36 +36,32 @@ errors = Console(stderr=True)
 DEFAULT_BRAND = "retail.yml"
 
 
-class CommandError(Exception):
-    """A user-facing failure: printed as one sentence, exit status 1."""
-
-
 def fail(message: str) -> typer.Exit:
     """Print one clear sentence to stderr and return the exit to raise."""
     errors.print(f"[red]error:[/red] {message}", markup=True, highlight=False, soft_wrap=True)
     return typer.Exit(1)
 
 
-def checked_answers(brand_file: Path) -> dict:
-    """A brand file's answers, or exit with every problem listed as `file: question: problem`."""
+def checked_brand(brand_file: Path) -> BrandCheck:
+    """A brand file checked (once), or exit with every problem listed as `file: question: problem`."""
     try:
         answers = load_answers(brand_file)
     except BrandFileError as error:
         raise fail(str(error)) from None
-    problems = brand_problems(answers, brand_file.parent)
-    if problems:
-        _print_problems(brand_file, problems)
+    brand = check_brand(answers, brand_file.parent)
+    if brand.problems:
+        _print_problems(brand_file, brand.problems)
         raise typer.Exit(1)
-    return answers
+    return brand
 
 
-def _render_fresh(answers: dict, brand_file: Path, destination: Path) -> None:
+def _render_fresh(brand: BrandCheck, brand_file: Path, destination: Path) -> None:
     """Render the brand into `destination`, replacing whatever an earlier run left there."""
     from .render import render_brand
 
     if destination.exists():
         shutil.rmtree(destination)
-    render_brand(answers, destination, base_dir=brand_file.parent)
+    render_brand(brand.answers, destination, base_dir=brand_file.parent)
 
 
 def _file_count(directory: Path) -> int:
@@ -86,14 +82,14 @@ def new(
     """Validate a brand file, then render its bot (the same as `copier copy --data-file`)."""
     from .render import render_brand
 
-    answers = checked_answers(brand_file)
-    destination = destination or Path(f"{resolved_answers(answers)['brand_slug']}-bot")
+    brand = checked_brand(brand_file)
+    destination = destination or Path(f"{brand.resolved['brand_slug']}-bot")
     if destination.exists() and not destination.is_dir():
         raise fail(f"{destination} exists and is not a directory")
     if destination.is_dir() and any(destination.iterdir()) and not force:
         raise fail(f"{destination} is not empty; choose another directory or pass --force to overwrite")
     started = time.perf_counter()
-    render_brand(answers, destination, base_dir=brand_file.parent, overwrite=force)
+    render_brand(brand.answers, destination, base_dir=brand_file.parent, overwrite=force)
     seconds = time.perf_counter() - started
     console.print(f"Rendered {_file_count(destination)} files into {destination} in {seconds:.2f} s.")
     console.print(f"Next: cd {destination} && python -m venv .venv && .venv/bin/pip install -r requirements.txt",
@@ -108,8 +104,7 @@ def validate(
     bad = 0
     for brand_file in brand_files:
         try:
-            answers = load_answers(brand_file)
-            problems = brand_problems(answers, brand_file.parent)
+            problems = check_brand(load_answers(brand_file), brand_file.parent).problems
         except BrandFileError as error:
             errors.print(str(error), markup=False, highlight=False, soft_wrap=True)
             bad += 1
@@ -137,12 +132,12 @@ def examples(
         task = progress.add_task("rendering examples", total=len(brand_files))
         for brand_file in brand_files:
             progress.update(task, description=f"rendering {brand_file.stem}")
-            answers = checked_answers(brand_file)
+            brand = checked_brand(brand_file)
             destination = out / brand_file.stem
             started = time.perf_counter()
-            _render_fresh(answers, brand_file, destination)
+            _render_fresh(brand, brand_file, destination)
             seconds = time.perf_counter() - started
-            rows.append((brand_file.stem, answers["brand_name"], _file_count(destination), seconds))
+            rows.append((brand_file.stem, brand.resolved["brand_name"], _file_count(destination), seconds))
             progress.advance(task)
     table = Table(title=f"examples rendered into {out}")
     for column, justify in [("example", "left"), ("brand", "left"), ("files", "right"), ("render time", "right")]:
@@ -169,7 +164,7 @@ def middleware(
         raise fail("set BACKEND_API_SECRET to the secret the bot will send")
     try:
         if brand is not None and brand.suffix != ".toml" and not brand.is_dir():
-            routing = brand_data_for(checked_answers(brand))  # a brand file, checked as `validate` would
+            routing = brand_data_for(checked_brand(brand).answers)  # a brand file, checked as `validate` would
         else:
             routing = routing_for(brand)
     except (BrandFileError, ProjectError) as error:
@@ -237,18 +232,18 @@ def demo(
     from .processes import ServiceError, port_is_free, start_bot
 
     brand_file = brand_file or examples_dir() / DEFAULT_BRAND
-    answers = checked_answers(brand_file)
+    brand = checked_brand(brand_file)
     for wanted, option in [(port, "--port"), (middleware_port, "--middleware-port")]:
         if not port_is_free(wanted):
             raise fail(f"port {wanted} on 127.0.0.1 is already in use; pick another with {option}")
-    _render_fresh(answers, brand_file, out)
+    _render_fresh(brand, brand_file, out)
     log_dir = Path(tempfile.mkdtemp(prefix="brandbot-demo-"))
     bot = None
     try:
         with _stop_signals():
             try:
                 bot = start_bot(out, log_dir=log_dir, port=port, middleware_port=middleware_port)
-                _print_demo_guide(answers, out, port, log_dir)
+                _print_demo_guide(brand.resolved, out, port, log_dir)
                 while bot.app.process.poll() is None and bot.middleware.process.poll() is None:
                     time.sleep(0.5)
                 raise fail(f"a demo process stopped unexpectedly; see the logs in {log_dir}")
@@ -266,10 +261,9 @@ def demo(
             raise typer.Exit(stop.exit_code) from None
 
 
-def _print_demo_guide(answers: dict, out: Path, port: int, log_dir: Path) -> None:
+def _print_demo_guide(resolved: dict, out: Path, port: int, log_dir: Path) -> None:
     from .rendered_project import category_label
 
-    resolved = resolved_answers(answers)
     labels = [category_label(category, (details or {}).get("label"))
               for category, details in resolved["categories"].items()]
     console.print(f"\n[bold]{resolved['brand_name']}[/bold] bot is running: [link]http://localhost:{port}[/link]\n",
@@ -400,10 +394,10 @@ def screenshots(
     from .screenshots import screenshot
 
     for brand_file in sorted(examples_dir().glob("*.yml")):
-        answers = checked_answers(brand_file)
+        brand = checked_brand(brand_file)
         project = work / brand_file.stem
-        _render_fresh(answers, brand_file, project)
-        slug = resolved_answers(answers)["brand_slug"]
+        _render_fresh(brand, brand_file, project)
+        slug = brand.resolved["brand_slug"]
         try:
             with _stop_signals():
                 saved = screenshot(project, out / f"{slug}.png")

@@ -32,7 +32,6 @@ class Question:
     default: Any
     validator: str
     choices: tuple[Any, ...] | None
-    computed: bool  # `when: false`: never asked, never stored
 
 
 @dataclass(frozen=True)
@@ -65,7 +64,6 @@ def questions() -> tuple[Question, ...]:
                 default=details.get("default", _MISSING),
                 validator=details.get("validator", ""),
                 choices=tuple(details["choices"]) if "choices" in details else None,
-                computed=details.get("when") is False,
             )
         )
     return tuple(found)
@@ -85,15 +83,19 @@ def jinja_environment() -> SandboxedEnvironment:
     )
 
 
-def validate_answers(answers: dict[str, Any]) -> list[Problem]:
-    """Every problem with a brand's answers; an empty list means copier will accept them."""
+def check_answers(answers: dict[str, Any]) -> tuple[list[Problem], dict[str, Any]]:
+    """Every problem with a brand's answers, and the answers as copier resolves them.
+
+    One pass over the questions in order: each answer is cast to its question's type and checked,
+    each missing one takes its default, rendered with the answers before it (as brand_slug's
+    comes from brand_name). No problem means copier will accept the answers; the resolved
+    answers are then exactly copier's.
+    """
     known = {question.name for question in questions()}
     problems = [_unknown_key(key, known) for key in answers if key not in known]
     context: dict[str, Any] = {}
     for question in questions():
-        if question.computed and question.name in answers:
-            problems.append(Problem(question.name, "is computed by the template and cannot be set"))
-        if question.name in answers and not question.computed:
+        if question.name in answers:
             try:
                 value = _cast(answers[question.name], question.type, question.name)
             except BoundedYAMLError as error:  # a string answer that is YAML text of its own
@@ -116,18 +118,17 @@ def validate_answers(answers: dict[str, Any]) -> list[Problem]:
             context[question.name] = None
         else:
             context[question.name] = _cast(_render_default(question.default, context), question.type)
-    return problems
+    return problems, context
+
+
+def validate_answers(answers: dict[str, Any]) -> list[Problem]:
+    """copier.yml's verdict on the answers alone (no brand files): empty when `copier copy` accepts them."""
+    return check_answers(answers)[0]
 
 
 def resolved_answers(answers: dict[str, Any]) -> dict[str, Any]:
-    """The answers with every default filled in, as copier would compute them (for valid answers)."""
-    context: dict[str, Any] = {}
-    for question in questions():
-        if question.name in answers and not question.computed:
-            context[question.name] = _cast(answers[question.name], question.type)
-        elif question.default is not _MISSING:
-            context[question.name] = _cast(_render_default(question.default, context), question.type)
-    return context
+    """Valid answers with every default filled in, as copier computes them."""
+    return check_answers(answers)[1]
 
 
 def _cast(value: Any, type_name: str, name: str | None = None) -> Any:
