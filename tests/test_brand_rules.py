@@ -55,6 +55,10 @@ BAD_ANSWERS: list[tuple[str, Any, str]] = [
     ("auth_header", "x-secret:", "valid HTTP header name"),
     ("auth_header", "", "valid HTTP header name"),
     ("auth_header", "x" * 65, "valid HTTP header name"),
+    ("auth_header", "x-secret\n", "valid HTTP header name"),  # Python's `$` matches before a final newline
+    ("brand_slug", "acme\n", "must match"),
+    ("primary_color", "#1D4ED8\n", "must be a colour as #RRGGBB"),
+    ("categories", {"Returns\n": {}}, "must be an identifier"),
     ("texts", {"thinking": ""}, "texts.thinking: must not be empty"),
     ("texts", {"thinkin": "Hmm..."}, 'unknown text id "thinkin"'),
     ("texts", ["Thinking..."], "must be a mapping of text id to wording"),
