@@ -1,5 +1,6 @@
 """Plain helpers for brandbot's tests: the repository's places, git, rendering, running the CLI, the
-project files a test compares, a running bot read as plain data, and the figures printed at the end.
+project files a test compares, a running bot read as plain data, the figures printed at the end, and a
+stand-in for a brand's middleware (or any other web origin) on loopback.
 
 Fixtures live in conftest.py; everything here is an ordinary function or class a test imports.
 """
@@ -12,10 +13,13 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import tomllib
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -140,3 +144,74 @@ class LiveBot:
     @cached_property
     def display(self) -> Display:
         return project_display(self.running.project)
+
+
+#: A file a StubMiddleware serves on GET: its content type and body.
+StaticPage = tuple[str, bytes]
+
+
+class StubMiddleware(ThreadingHTTPServer):
+    """A brand's middleware, or another web origin, as a real HTTP server on loopback (in a daemon thread):
+    a test scripts what it answers and reads what it was sent, as the bot under `chainlit run` meets it.
+
+    POST answers `{"response": reply(body), "category": null}`; `reply` defaults to the next of the queued
+    `replies`. With a `secret`, a POST without it in `secret_header` gets a 401 and is not recorded.
+    GET answers `pages[path]` (query ignored) or a 404, and every GET is recorded with its headers.
+    """
+
+    def __init__(self, reply: Callable[[dict[str, Any]], str] | None = None, *, secret: str | None = None,
+                 secret_header: str = "x-secret", pages: dict[str, StaticPage] | None = None,
+                 port: int = 0) -> None:
+        super().__init__(("127.0.0.1", port), _StubHandler)
+        self.reply = reply or self.next_queued
+        self.secret = secret
+        self.secret_header = secret_header
+        self.pages = dict(pages or {})
+        self.replies: list[str] = []
+        self.requests: list[dict[str, Any]] = []  # the JSON body of every POST answered
+        self.fetched: list[tuple[str, dict[str, str]]] = []  # every GET: its path and lower-cased headers
+        self.origin = f"http://127.0.0.1:{self.server_address[1]}"
+        self.url = f"{self.origin}/chat"
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def next_queued(self, _body: dict[str, Any]) -> str:
+        return self.replies.pop(0) if self.replies else "(no reply queued)"
+
+    def fetched_paths(self) -> list[str]:
+        return [path for path, _ in self.fetched]
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+class _StubHandler(BaseHTTPRequestHandler):
+    server: StubMiddleware
+
+    def do_GET(self) -> None:
+        self.server.fetched.append((self.path, {key.lower(): value for key, value in self.headers.items()}))
+        page = self.server.pages.get(self.path.split("?")[0])
+        if page is None:
+            self.answer(404, "text/plain", b"not here")
+        else:
+            self.answer(200, *page)
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        stub = self.server
+        if stub.secret is not None and self.headers.get(stub.secret_header) != stub.secret:
+            self.answer(401, "text/plain", b"wrong secret")
+            return
+        payload = json.loads(body)
+        stub.requests.append(payload)
+        self.answer(200, "application/json", json.dumps({"response": stub.reply(payload), "category": None}).encode())
+
+    def answer(self, status: int, content_type: str, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        del args

@@ -7,12 +7,8 @@ HTML shows as text and never runs, and the secret never reaches the browser.
 
 from __future__ import annotations
 
-import json
 import secrets
-import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -24,56 +20,16 @@ from playwright.sync_api import Page, expect
 from brandbot.browser import send
 from brandbot.processes import Service, free_port, start_app
 
-from .helpers import REPO
+from .helpers import REPO, StubMiddleware
 
 FUZZ_EXAMPLES = 40
 
 
-@dataclass
-class ScriptedMiddleware:
-    """Answers each POST with the next queued reply (a real HTTP server in a thread)."""
-
-    secret: str
-    replies: list[str] = field(default_factory=list)
-    requests: list[dict] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        scripted = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                if self.headers.get("x-secret") != scripted.secret:
-                    self.send_response(401)
-                    self.end_headers()
-                    return
-                scripted.requests.append(json.loads(body))
-                reply = scripted.replies.pop(0) if scripted.replies else "(no reply queued)"
-                data = json.dumps({"response": reply, "category": None}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/chat"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture(scope="module")
 def scripted_bot(rendered: Callable[[Path], Path], tmp_path_factory: pytest.TempPathFactory
-                 ) -> Iterator[tuple[Service, ScriptedMiddleware]]:
+                 ) -> Iterator[tuple[Service, StubMiddleware]]:
     project = rendered(REPO / "examples/retail.yml")
-    middleware = ScriptedMiddleware(secret="display-" + secrets.token_hex(12))
+    middleware = StubMiddleware(secret="display-" + secrets.token_hex(12))
     try:
         app = start_app(project, port=free_port(), middleware_url=middleware.url, secret=middleware.secret,
                         log_dir=tmp_path_factory.mktemp("display-logs"),
@@ -87,7 +43,7 @@ def scripted_bot(rendered: Callable[[Path], Path], tmp_path_factory: pytest.Temp
 
 
 @pytest.fixture(scope="module")
-def chat_page(browser: Any, scripted_bot: tuple[Service, ScriptedMiddleware]) -> Iterator[Page]:
+def chat_page(browser: Any, scripted_bot: tuple[Service, StubMiddleware]) -> Iterator[Page]:
     app, _ = scripted_bot
     context = browser.new_context(viewport={"width": 1000, "height": 800})
     page = context.new_page()
@@ -100,7 +56,7 @@ def chat_page(browser: Any, scripted_bot: tuple[Service, ScriptedMiddleware]) ->
     context.close()
 
 
-def shown_reply(page: Page, middleware: ScriptedMiddleware, reply: str) -> Any:
+def shown_reply(page: Page, middleware: StubMiddleware, reply: str) -> Any:
     """Queue `reply`, send a message, and return the locator of the bot's rendered answer."""
     answers = page.locator('[data-step-type="assistant_message"]')
     before = answers.count()

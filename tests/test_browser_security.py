@@ -15,10 +15,8 @@ import json
 import re
 import secrets
 import shutil
-import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,71 +29,18 @@ from brandbot.browser import send
 from brandbot.processes import Service, free_port, start_app
 from brandbot.validation import validate_answers
 
-from .helpers import REPO, copier_render, record_figure, skip_local_state
+from .helpers import REPO, StubMiddleware, copier_render, record_figure, skip_local_state
 
 GIF = bytes.fromhex("47494638396101000100800000ffffff00000021f90401000000002c00000000010001000002024401003b")
 ANSWERS = '[data-step-type="assistant_message"]'
 
 
 @dataclass
-class Site:
-    """Another origin on loopback (a real HTTP server in a thread) that records every request it gets.
-
-    It answers `*.gif` with a 1x1 GIF, `/frame.html` with a page framing `frame_target`, and
-    POST `/chat` like a brand's middleware: the queued markdown replies, one per message.
-    """
-
-    frame_target: str = ""
-    replies: list[str] = field(default_factory=list)
-    requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        site = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                site.requests.append((self.path, {key.lower(): value for key, value in self.headers.items()}))
-                if self.path.split("?")[0].endswith(".gif"):
-                    self.reply(200, "image/gif", GIF)
-                elif self.path == "/frame.html":
-                    page = f'<!doctype html><title>other site</title><iframe src="{site.frame_target}"></iframe>'
-                    self.reply(200, "text/html", page.encode())
-                else:
-                    self.reply(404, "text/plain", b"not here")
-
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers["Content-Length"]))
-                reply = site.replies.pop(0) if site.replies else "(no reply queued)"
-                self.reply(200, "application/json", json.dumps({"response": reply, "category": None}).encode())
-
-            def reply(self, status: int, content_type: str, body: bytes) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.origin = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def paths(self) -> list[str]:
-        return [path for path, _ in self.requests]
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@dataclass
 class Setup:
     bot: Service
-    middleware: Site
-    attacker: Site
-    image_host: Site
+    middleware: StubMiddleware
+    attacker: StubMiddleware
+    image_host: StubMiddleware
 
 
 def hostile_svg(beacon: str) -> str:
@@ -107,14 +52,18 @@ def hostile_svg(beacon: str) -> str:
 
 @pytest.fixture(scope="module")
 def setup(rendered: Callable[[Path], Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
-    middleware, attacker, image_host = Site(), Site(), Site()
+    pixel = ("image/gif", GIF)
+    middleware, attacker = StubMiddleware(), StubMiddleware(pages={"/p.gif": pixel})
+    image_host = StubMiddleware(pages={"/boot.gif": pixel})
     project = tmp_path_factory.mktemp("security") / "project"
     shutil.copytree(rendered(REPO / "examples/retail.yml"), project, ignore=skip_local_state)
     public = project / "public"
     for old in [*public.glob("logo_*.*"), *public.glob("favicon.*")]:
         old.unlink()
     for name in ("logo_light.svg", "logo_dark.svg", "favicon.svg", "hostile.svg"):
-        (public / name).write_text(hostile_svg(f"{attacker.origin}/svg-ran-{name}.gif"), encoding="utf-8")
+        beacon = f"/svg-ran-{name}.gif"
+        attacker.pages[beacon] = pixel
+        (public / name).write_text(hostile_svg(attacker.origin + beacon), encoding="utf-8")
     secret = "security-" + secrets.token_hex(12)
     try:
         bot = start_app(project, port=free_port(), middleware_url=f"{middleware.origin}/chat", secret=secret,
@@ -124,7 +73,8 @@ def setup(rendered: Callable[[Path], Path], tmp_path_factory: pytest.TempPathFac
         for site in (middleware, attacker, image_host):
             site.stop()
         raise
-    attacker.frame_target = bot.base_url + "/"
+    attacker.pages["/frame.html"] = (
+        "text/html", f'<!doctype html><title>other site</title><iframe src="{bot.base_url}/"></iframe>'.encode())
     yield Setup(bot, middleware, attacker, image_host)
     bot.stop()
     for site in (middleware, attacker, image_host):
@@ -199,7 +149,7 @@ def test_a_remote_image_in_an_answer_is_never_fetched_and_its_alt_text_shows(wat
         expect(image).to_be_visible()
         assert image.evaluate("image => image.complete && image.naturalWidth === 0")
     watched.page.wait_for_timeout(500)  # give a fetch that should not happen the time to arrive
-    leaked = [path for path in setup.attacker.paths() if path.startswith("/p.gif")]
+    leaked = [path for path in setup.attacker.fetched_paths() if path.startswith("/p.gif")]
     record_figure("requests to an unlisted image host from an answer's images", len(leaked),
                   "inline + reference image")
     assert leaked == []
@@ -213,7 +163,7 @@ def test_an_image_from_a_listed_host_loads_without_a_referrer(watched: Watched, 
     image = content.locator('img[alt="Boot photo"]')
     expect(image).to_be_visible()
     assert image.evaluate("image => image.complete && image.naturalWidth > 0")
-    fetched = [headers for path, headers in setup.image_host.requests if path == "/boot.gif"]
+    fetched = [headers for path, headers in setup.image_host.fetched if path == "/boot.gif"]
     assert len(fetched) == 1 and "referer" not in fetched[0]
 
 
@@ -233,7 +183,7 @@ def test_a_hostile_svg_opened_directly_runs_nothing(watched: Watched, setup: Set
     assert re.search(r"\bsandbox\b", response.headers.get("content-security-policy", ""))
     watched.page.wait_for_timeout(300)
     assert watched.page.evaluate("document.documentElement.getAttribute('data-ran')") is None
-    assert [path for path in setup.attacker.paths() if "svg-ran" in path] == []
+    assert [path for path in setup.attacker.fetched_paths() if "svg-ran" in path] == []
 
 
 ORIGINS = [

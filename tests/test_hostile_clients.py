@@ -8,15 +8,11 @@ middleware was asked. Every figure these tests measure goes to the run's summary
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from functools import partial
-from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +25,7 @@ from brandbot.browser import send
 from brandbot.chat_client import ChainlitChat, transcript
 from brandbot.processes import Service, free_port, start_app
 
-from .helpers import EXAMPLES, record_figure
+from .helpers import EXAMPLES, StubMiddleware, record_figure
 
 MB = 1024 * 1024
 REFUSED = {"error": "refused"}
@@ -39,43 +35,19 @@ WIDGET_ORIGIN = f"http://127.0.0.1:{WIDGET_PORT}"
 CHAINLIT_ERRORS = ("'output'", "badly formed", "Traceback", "KeyError", "TypeError", "AttributeError")
 
 
-class RecordingMiddleware(ThreadingHTTPServer):
-    """A middleware that answers "You said: <message>" (after a second if it says "slowly") and keeps
-    every request body it got."""
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Recorder)
-        self.requests: list[dict[str, Any]] = []
-        self.url = f"http://127.0.0.1:{self.server_address[1]}/chat"
-
-
-class _Recorder(BaseHTTPRequestHandler):
-    server: RecordingMiddleware
-
-    def do_POST(self) -> None:
-        payload = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.server.requests.append(payload)
-        if "slowly" in payload["message"]:
-            time.sleep(1.0)
-        body = json.dumps({"response": f"You said: {payload['message']}"}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        del args
+def echo(payload: dict[str, Any]) -> str:
+    """The recording middleware's answer, "You said: <message>"; after a second if the message says
+    "slowly", so that a test can act while a turn is being answered."""
+    if "slowly" in payload["message"]:
+        time.sleep(1.0)
+    return f"You said: {payload['message']}"
 
 
 @pytest.fixture(scope="module")
-def middleware() -> Iterator[RecordingMiddleware]:
-    server = RecordingMiddleware()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+def middleware() -> Iterator[StubMiddleware]:
+    server = StubMiddleware(echo)
     yield server
-    server.shutdown()
-    server.server_close()
+    server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +56,7 @@ def project(rendered: Callable[[Path], Path]) -> Path:
 
 
 @pytest.fixture(scope="module")
-def bot(project: Path, middleware: RecordingMiddleware, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+def bot(project: Path, middleware: StubMiddleware, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     service = start_app(project, port=free_port(), middleware_url=middleware.url, secret=SECRET,
                         log_dir=tmp_path_factory.mktemp("hostile-logs"),
                         extra_env={"ALLOWED_ORIGINS": WIDGET_ORIGIN, "TRANSITION_DELAY_SECONDS": "0"})
@@ -230,7 +202,7 @@ async def _until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
         await asyncio.sleep(0.05)
 
 
-def test_a_forged_edit_changes_nothing_the_middleware_sees(bot: Service, middleware: RecordingMiddleware) -> None:
+def test_a_forged_edit_changes_nothing_the_middleware_sees(bot: Service, middleware: StubMiddleware) -> None:
     """The edit arrives while its message is being answered (Chainlit still holds the message then)."""
 
     async def scenario() -> Any:
@@ -288,7 +260,7 @@ MALFORMED: list[tuple[str, tuple[Any, ...]]] = [
 
 
 def test_malformed_socket_events_get_a_plain_refusal_and_one_warning(bot: Service,
-                                                                   middleware: RecordingMiddleware) -> None:
+                                                                   middleware: StubMiddleware) -> None:
     async def scenario() -> tuple[list[Any], str, str]:
         chat = await chat_session(bot.base_url)
         try:
@@ -374,18 +346,13 @@ PROBE = """async (bot) => {
 }"""
 
 
-def test_in_chromium_a_page_on_another_origin_cannot_chat_or_read_settings(browser: Any, bot: Service,
-                                                                            tmp_path: Path) -> None:
-    (tmp_path / "index.html").write_text("<!doctype html><title>another site</title><p>hello</p>", encoding="utf-8")
-    foreign_port = free_port()
-    servers = [ThreadingHTTPServer(("127.0.0.1", port), partial(_QuietFiles, directory=str(tmp_path)))
-               for port in (foreign_port, WIDGET_PORT)]
-    for server in servers:
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+def test_in_chromium_a_page_on_another_origin_cannot_chat_or_read_settings(browser: Any, bot: Service) -> None:
+    home = {"/": ("text/html", b"<!doctype html><title>another site</title><p>hello</p>")}
+    foreign, widget = StubMiddleware(pages=home), StubMiddleware(pages=home, port=WIDGET_PORT)
     context = browser.new_context()
     try:
         page = context.new_page()
-        page.goto(f"http://127.0.0.1:{foreign_port}/")
+        page.goto(f"{foreign.origin}/")
         assert page.evaluate(PROBE, bot.base_url) == {"settings": "failed", "polling": "failed",
                                                        "websocket": "refused"}
         page.goto(f"{WIDGET_ORIGIN}/")  # the site ALLOWED_ORIGINS lists (the website widget's case)
@@ -397,11 +364,5 @@ def test_in_chromium_a_page_on_another_origin_cannot_chat_or_read_settings(brows
         expect(page.get_by_text("You said: hello from the bot's own page")).to_be_visible(timeout=15_000)
     finally:
         context.close()
-        for server in servers:
-            server.shutdown()
-            server.server_close()
-
-
-class _QuietFiles(SimpleHTTPRequestHandler):
-    def log_message(self, *args: Any) -> None:
-        del args
+        foreign.stop()
+        widget.stop()
