@@ -197,17 +197,17 @@ ORIGINS = [
 
 
 def runtime_parse_origins() -> Callable[[object], tuple[str, ...]]:
-    """The generated bot's own IMAGE_HOSTS check (security_headers imports only the standard library)."""
+    """The generated bot's own IMAGE_HOSTS check (origins.py imports only the standard library)."""
     import importlib.util
     import sys
 
-    name = "brandbot_runtime_security_headers_under_test"
+    name = "brandbot_runtime_origins_under_test"
     if name not in sys.modules:  # dataclasses look their module up in sys.modules
-        spec = importlib.util.spec_from_file_location(name, REPO / "template/brandbot_runtime/security_headers.py")
+        spec = importlib.util.spec_from_file_location(name, REPO / "template/brandbot_runtime/origins.py")
         assert spec is not None and spec.loader is not None
         sys.modules[name] = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(sys.modules[name])
-    return sys.modules[name].parse_origins
+    return sys.modules[name].parse_image_hosts
 
 
 @pytest.mark.parametrize(("origin", "accepted"), ORIGINS)

@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 from urllib.parse import urlsplit
+
+from .origins import DEFAULT_PORTS, normalize_origin
 
 log = logging.getLogger("brandbot.edge")
 
@@ -37,46 +38,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-DEFAULT_PORTS = {"http": 80, "https": 443}
-_HOST = re.compile(r"[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?|\[[0-9a-f:.]+\]")
 #: What Chainlit's Action accepts as keyword arguments; anything else makes it raise (a 500).
 _ACTION_KEYS = frozenset({"name", "payload", "label", "tooltip", "icon", "forId", "id"})
-
-
-def normalize_origin(text: str) -> str:
-    """`scheme://host[:port]` as a browser writes it in an Origin header (lower case, no default
-    port, no trailing slash); ValueError for anything else: a path, credentials, a wildcard."""
-    parts = urlsplit(text.strip())
-    try:
-        port = parts.port
-    except ValueError:
-        raise ValueError("the port is not a number from 0 to 65535") from None
-    host = (parts.hostname or "").lower()
-    if ":" in host:
-        host = f"[{host}]"
-    if (parts.scheme.lower() not in DEFAULT_PORTS or not _HOST.fullmatch(host) or parts.username is not None
-            or parts.password is not None or parts.path not in ("", "/") or parts.query or parts.fragment):
-        raise ValueError("must be an origin like https://shop.example or http://127.0.0.1:8000 "
-                         "(http or https, a host, an optional port, nothing after it)")
-    scheme = parts.scheme.lower()
-    return f"{scheme}://{host}" + (f":{port}" if port is not None and port != DEFAULT_PORTS[scheme] else "")
-
-
-def parse_allowed_origins(value: object) -> tuple[str, ...]:
-    """ALLOWED_ORIGINS: a comma-separated string (the environment's form) or a list, normalized.
-
-    Raises ValueError naming the offending entry's position, never its value (settings errors
-    never show one).
-    """
-    items: list[object] = ([part for part in value.split(",") if part.strip()] if isinstance(value, str)
-                           else list(value) if isinstance(value, list | tuple) else [value])
-    origins = []
-    for index, item in enumerate(items):
-        try:
-            origins.append(normalize_origin(item) if isinstance(item, str) else normalize_origin(""))
-        except ValueError as error:
-            raise ValueError(f"entry {index + 1}: {error}") from None
-    return tuple(origins)
 
 
 def origin_allowed(origin: str | None, host: str | None, allowed: frozenset[str]) -> bool:

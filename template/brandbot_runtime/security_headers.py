@@ -17,7 +17,6 @@ refusals carry the headers too), adds:
 - everywhere: frame-ancestors / X-Frame-Options, nosniff, `Referrer-Policy: no-referrer`,
   Cross-Origin-Opener-Policy and a Permissions-Policy that grants no device.
 
-Only the standard library is imported at module level: settings.py uses `parse_origins`.
 """
 
 from __future__ import annotations
@@ -38,17 +37,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-#: An origin a brand may list in image_hosts: https://host[:port]; http only on loopback (tests, local
-#: development). No path, query, user or wildcard. validators.jinja holds the same expression.
-ORIGIN = re.compile(
-    r"^(?:https://(?:(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
-    r"|\[[0-9a-f:.]+\])|http://(?:127\.0\.0\.1|localhost|\[::1\]))"
-    r"(?::(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?\Z",
-    re.IGNORECASE,
-)
-ORIGIN_RULE = ("must be an origin https://host[:port] without path, query or wildcard "
-               "(http only for 127.0.0.1, localhost or [::1])")
-
 #: Paths that serve files rather than Chainlit's page: an HTML file among them gets the inert policy.
 FILE_PREFIXES = ("/public/", "/assets/", "/copilot/", "/project/", "/avatars/", "/logo", "/favicon")
 
@@ -63,23 +51,6 @@ INERT_POLICY = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inli
 #: No device, sensor or payment API for the page or anything it frames.
 PERMISSIONS_POLICY = ("accelerometer=(), camera=(), display-capture=(), geolocation=(), gyroscope=(), "
                       "magnetometer=(), microphone=(), payment=(), usb=()")
-
-
-def parse_origins(value: object) -> tuple[str, ...]:
-    """The origins in a list, or in a comma-separated string (the environment's form), lower-cased.
-
-    Raises ValueError naming the first offending entry's index and the rule it breaks.
-    """
-    if isinstance(value, str):
-        items: list[object] = [part.strip() for part in value.split(",") if part.strip()]
-    elif isinstance(value, list | tuple):
-        items = list(value)
-    else:
-        raise ValueError("must be a list of origins such as https://cdn.example.com")
-    for index, item in enumerate(items):
-        if not isinstance(item, str) or not ORIGIN.fullmatch(item):
-            raise ValueError(f"image_hosts[{index}]: {ORIGIN_RULE}")  # no value: settings errors never show one
-    return tuple(str(item).lower() for item in items)
 
 
 def script_hash(source: bytes) -> str:

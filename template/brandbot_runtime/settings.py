@@ -19,9 +19,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from .origins import parse_allowed_origins, parse_image_hosts
 from .project_paths import brand_data_file, dotenv_file
-from .request_guard import parse_allowed_origins
-from .security_headers import parse_origins
 
 _HEADER_VALUE = re.compile(r"[!-~](?:[ -~]*[!-~])?")  # visible ASCII, inner spaces allowed
 
@@ -58,7 +57,7 @@ class Settings(BaseSettings):
     @classmethod
     def _image_hosts_are_origins(cls, value: object) -> tuple[str, ...]:
         """https origins only (http on loopback), as in the brand's image_hosts question."""
-        return parse_origins(value)
+        return parse_image_hosts(value)
 
     @field_validator("allowed_origins", mode="before")
     @classmethod

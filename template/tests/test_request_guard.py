@@ -19,7 +19,8 @@ from chainlit.server import app as chainlit_app
 from chainlit.server import sio
 from socketio.exceptions import ConnectionRefusedError as SocketRefused
 
-from brandbot_runtime.request_guard import RequestGuard, normalize_origin, origin_allowed, parse_allowed_origins
+from brandbot_runtime.origins import normalize_origin, parse_allowed_origins
+from brandbot_runtime.request_guard import RequestGuard, origin_allowed
 from brandbot_runtime.settings import ConfigurationError, validate_settings
 from brandbot_runtime.socket_guard import REFUSED
 

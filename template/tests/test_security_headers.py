@@ -19,7 +19,8 @@ from chainlit.server import get_html_template
 
 import app  # noqa: F401 - installs the edge layers on Chainlit's server, as `chainlit run` does
 from brandbot_runtime import security_headers, settings
-from brandbot_runtime.security_headers import parse_origins
+from brandbot_runtime.origins import ORIGIN_RULE
+from brandbot_runtime.origins import parse_image_hosts as parse_origins
 from brandbot_runtime.settings import ConfigurationError, validate_settings
 
 from .conftest import PROJECT_DIR, TEST_SECRET
@@ -150,7 +151,7 @@ def test_an_image_host_that_is_not_an_https_origin_is_refused_by_name_and_index(
     with pytest.raises(ConfigurationError) as raised:
         validate_settings()
     assert raised.value.problems == [
-        f"IMAGE_HOSTS: Value error, image_hosts[1]: {security_headers.ORIGIN_RULE}"]
+        f"IMAGE_HOSTS: Value error, image_hosts[1]: {ORIGIN_RULE}"]
     assert TEST_SECRET not in str(raised.value)
 
 
