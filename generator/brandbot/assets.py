@@ -12,13 +12,12 @@ the bytes checked: a file is read once, through one descriptor.
 
 from __future__ import annotations
 
-import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .asset_checks import css_problem, png_problem, svg_problem
+from .bounded_read import NotRegularFile, TooLarge, read_regular_file
 from .validation import Problem
 
 MAX_IMAGE_BYTES = 1_000_000
@@ -94,26 +93,16 @@ def _read_inside(asset: Asset, base_dir: Path) -> bytes:
     if not real.is_relative_to(folder):
         raise AssetError("leads outside the brand file's folder (through a symlink or '..'); "
                          "a brand may publish only files inside its own folder")
-    if not stat.S_ISREG(real.stat().st_mode):
-        raise AssetError("is not a regular file (a directory, FIFO or device cannot be published)")
     limit = MAX_CSS_BYTES if asset.question == "custom_css" else MAX_IMAGE_BYTES
-    # O_NOFOLLOW: `real` has no symlink left, so one appearing now is a swap; O_NONBLOCK: a FIFO
-    # swapped in after the check does not block the open.
-    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-    try:
-        descriptor = os.open(real, flags)
+    try:  # `real` has no symlink left, so one appearing now is a swap: no_follow refuses it
+        return read_regular_file(real, limit, no_follow=True)
+    except NotRegularFile:
+        raise AssetError("is not a regular file (a directory, FIFO or device cannot be published)") from None
+    except TooLarge as error:
+        size = f"is {error.size} bytes" if error.size is not None else f"is more than {limit} bytes"
+        raise AssetError(f"{size}; at most {limit} are allowed") from None
     except OSError as error:
         raise AssetError(f"cannot be opened ({error.strerror})") from None
-    with os.fdopen(descriptor, "rb") as handle:
-        status = os.fstat(handle.fileno())
-        if not stat.S_ISREG(status.st_mode):
-            raise AssetError("is not a regular file (a directory, FIFO or device cannot be published)")
-        if status.st_size > limit:
-            raise AssetError(f"is {status.st_size} bytes; at most {limit} are allowed")
-        data = handle.read(limit + 1)
-    if len(data) > limit:
-        raise AssetError(f"is more than {limit} bytes; at most {limit} are allowed")
-    return data
 
 
 def install_assets(answers: dict[str, Any], base_dir: Path, project: Path) -> list[Path]:

@@ -9,14 +9,14 @@ categories, text lengths) are copier.yml's validators' job; they hold in plain `
 
 from __future__ import annotations
 
-import os
-import stat
 from pathlib import Path
 from typing import Any
 
 import yaml
 from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, ScalarNode
+
+from .bounded_read import NotRegularFile, TooLarge, read_regular_file
 
 #: A brand file's largest size: every question at its longest, in 4-byte characters, fits in a quarter of it.
 MAX_BRAND_FILE_BYTES = 1_000_000
@@ -63,29 +63,19 @@ def load_answers(path: Path) -> dict[str, Any]:
 
 
 def _read_bounded(path: Path) -> str:
-    """The file's text, refused before reading when it is not a regular file or is too large.
-
-    A FIFO is never opened for reading (that would wait for a writer), and O_NONBLOCK keeps a
-    file swapped for one after the check from blocking the open.
-    """
+    """The file's text, refused before reading when it is not a regular file or is too large."""
     try:
-        if not stat.S_ISREG(path.stat().st_mode):
-            kind = "a directory" if path.is_dir() else "not a regular file"
-            raise BrandFileError(f"{path}: is {kind}, not a brand file")
-        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        data = read_regular_file(path, MAX_BRAND_FILE_BYTES)
     except FileNotFoundError:
         raise BrandFileError(f"{path}: no such file") from None
     except PermissionError:
         raise BrandFileError(f"{path}: permission denied") from None
-    with os.fdopen(descriptor, "rb") as handle:
-        status = os.fstat(handle.fileno())
-        if not stat.S_ISREG(status.st_mode):
-            raise BrandFileError(f"{path}: is not a regular file, not a brand file")
-        if status.st_size > MAX_BRAND_FILE_BYTES:
-            raise BrandFileError(f"{path}: a brand file is at most {MAX_BRAND_FILE_BYTES} bytes (got {status.st_size})")
-        data = handle.read(MAX_BRAND_FILE_BYTES + 1)
-    if len(data) > MAX_BRAND_FILE_BYTES:
-        raise BrandFileError(f"{path}: a brand file is at most {MAX_BRAND_FILE_BYTES} bytes (it grew while read)")
+    except NotRegularFile:
+        kind = "a directory" if path.is_dir() else "not a regular file"
+        raise BrandFileError(f"{path}: is {kind}, not a brand file") from None
+    except TooLarge as error:
+        got = f"got {error.size}" if error.size is not None else "it grew while read"
+        raise BrandFileError(f"{path}: a brand file is at most {MAX_BRAND_FILE_BYTES} bytes ({got})") from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as error:
