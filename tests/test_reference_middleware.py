@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from brandbot.reference_middleware import contract_problem, create_app, crossed_session, routing_for
+from brandbot.reference_middleware import contract_problem, create_app, crossed_session, routing_for, words
 
 from .helpers import REPO
 
@@ -127,3 +127,8 @@ def test_routing_reads_a_project_or_its_brand_toml(rendered) -> None:  # type: i
         routing = routing_for(source)
         assert "NumberPorting" in routing.categories
         assert routing.auth_header == "x-secret"
+
+
+def test_every_word_of_a_long_category_id_routes() -> None:
+    """The bot cuts a long derived label when it shows it; routing must still see every word."""
+    assert {"accounts", "fraud"} <= words("OrderTrackingReturnsProductInquiryBillingCardsLoansAccountsFraud")

@@ -95,7 +95,7 @@ def words(text: str) -> set[str]:
     """Lower-case words of a text, camel case split as the bot splits a category id, with a crude plural folded in."""
     found = set()
     for token in _WORD.findall(text):
-        for word in _WORD.findall(words_of(token)):
+        for word in _WORD.findall(words_of(token, whole=True)):
             word = word.lower()
             found.add(word)
             if len(word) > 3 and word.endswith("s"):

@@ -68,9 +68,11 @@ def project_display(project: Path) -> Display:
     return Display(plain=runtime.plain, as_sent=runtime.as_sent)
 
 
-def words_of(category_id: str) -> str:
-    """A category id as the bot announces it without a label (`OrderTracking` -> `Order Tracking`)."""
-    text: str = _runtime(project_template()).words_of(category_id)
+def words_of(category_id: str, *, whole: bool = False) -> str:
+    """A category id as the bot announces it without a label (`OrderTracking` -> `Order Tracking`);
+    `whole` keeps every word, where the announcement would cut a long one."""
+    runtime = _runtime(project_template())
+    text: str = runtime.words_of(category_id, None) if whole else runtime.words_of(category_id)
     return text
 
 

@@ -106,12 +106,16 @@ class Brand(BaseModel):
         return words_of(category)
 
 
-def words_of(category_id: str) -> str:
-    """`OrderTracking` -> `Order Tracking`, `VIPSupport` -> `VIP Support`, `late_refund` -> `late refund`."""
+def words_of(category_id: str, max_length: int | None = _MAX_DERIVED_LABEL) -> str:
+    """`OrderTracking` -> `Order Tracking`, `VIPSupport` -> `VIP Support`, `late_refund` -> `late refund`.
+
+    A label longer than `max_length` is cut with an ellipsis (it is shown in a status line); None
+    keeps every word (for matching words, not showing them).
+    """
     spaced = _CAMEL_BOUNDARY.sub(" ", _WORD_SEPARATORS.sub(" ", category_id)).strip()
     label = spaced or category_id
-    if len(label) > _MAX_DERIVED_LABEL:
-        label = label[: _MAX_DERIVED_LABEL - 1].rstrip() + "…"
+    if max_length is not None and len(label) > max_length:
+        label = label[: max_length - 1].rstrip() + "…"
     return label
 
 

@@ -126,7 +126,7 @@ async def test_image_hosts_from_the_environment_are_the_only_other_image_sources
     assert policy["img-src"] == ["'self'", "data:", "blob:", "https://cdn.acme.example", "http://127.0.0.1:9000"]
 
 
-def test_image_hosts_come_from_the_brand_file_unless_the_environment_says_otherwise(
+def test_image_hosts_come_from_the_brand_data_unless_the_environment_says_otherwise(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path, configure) -> None:  # type: ignore[no-untyped-def]
     brand = tmp_path / "brand.toml"
     text = (PROJECT_DIR / "brand.toml").read_text(encoding="utf-8")
