@@ -36,7 +36,7 @@ def make_client(url: str, timeout: float = 2.0, max_bytes: int = 1_000_000,
                             max_response_bytes=max_bytes, transport=transport)
 
 
-SETTINGS_VARIABLES = [name.upper() for name in settings.Settings.model_fields] + ["BRAND_FILE"]
+SETTINGS_VARIABLES = [name.upper() for name in settings.Settings.model_fields] + ["BRAND_DATA_FILE", "BRAND_FILE"]
 
 
 @pytest.fixture(autouse=True)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from brandbot_runtime.brand import Brand, BrandDataError, read_brand_data, words_of
+from brandbot_runtime.project_paths import brand_data_file
 
 from .conftest import PROJECT_DIR
 
@@ -67,3 +68,12 @@ def test_brand_data_missing_a_text_names_the_field(tmp_path: Path) -> None:
 def test_missing_brand_data_is_named(tmp_path: Path) -> None:
     with pytest.raises(BrandDataError, match="not found"):
         read_brand_data(tmp_path / "nowhere.toml")
+
+
+def test_brand_data_file_names_another_brand_data_and_the_old_name_still_works(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    assert brand_data_file() == PROJECT_DIR / "brand.toml"
+    monkeypatch.setenv("BRAND_FILE", str(tmp_path / "old.toml"))
+    assert brand_data_file() == tmp_path / "old.toml"
+    monkeypatch.setenv("BRAND_DATA_FILE", str(tmp_path / "new.toml"))
+    assert brand_data_file() == tmp_path / "new.toml"

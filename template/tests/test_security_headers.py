@@ -132,7 +132,7 @@ def test_image_hosts_come_from_the_brand_data_unless_the_environment_says_otherw
     text = (PROJECT_DIR / "brand.toml").read_text(encoding="utf-8")
     text = re.sub(r"(?m)^image_hosts = .*$\n?", "", text)
     brand.write_text('image_hosts = ["https://cdn.brand.example"]\n' + text, encoding="utf-8")
-    monkeypatch.setenv("BRAND_FILE", str(brand))
+    monkeypatch.setenv("BRAND_DATA_FILE", str(brand))
     configure("https://mw.example/chat")
     assert validate_settings().image_hosts == ("https://cdn.brand.example",)
     monkeypatch.setenv("IMAGE_HOSTS", "")
