@@ -16,7 +16,7 @@ from brandbot.browser import BrowserMissing, chromium
 from brandbot.processes import start_bot
 from brandbot.render import render_brand
 
-from .helpers import FIGURES, BotRun, LiveBot, checkout_template, project_files
+from .helpers import FIGURES, BotRun, LiveBot, PostgresCluster, PostgresMissing, checkout_template, project_files
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +29,21 @@ def browser() -> Iterator[Any]:
             yield launched
     except BrowserMissing as error:
         pytest.fail(str(error), pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[PostgresCluster]:
+    """A throw-away PostgreSQL cluster for this module (tests/helpers.py PostgresCluster); a test that wants
+    a database of its own calls `postgres.create_database(name)`. A missing PostgreSQL fails, in CI or not,
+    as a missing browser does (`make test` installs Debian's postgresql)."""
+    try:
+        cluster = PostgresCluster()
+    except PostgresMissing as error:
+        pytest.fail(str(error), pytrace=False)
+    try:
+        yield cluster
+    finally:
+        cluster.close()
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
