@@ -1,0 +1,353 @@
+"""A data layer that never makes the customer wait for the database.
+
+Chainlit schedules step writes as fire-and-forget tasks but awaits other calls (get_thread on a
+reconnect, update_thread, upsert_feedback) on the customer's path, and its SQLAlchemy layer turns
+every SQL error into a WARNING per call, with the statement's parameters (customer text) in it.
+`guarded(inner)` wraps any data layer so that, whatever the database does:
+
+- the caller waits at most a short timeout, and no call raises;
+- after the database fails, a circuit stays open for a few seconds: calls return at once (reads an
+  empty answer of the right type, writes are skipped and counted), then one call probes again;
+- what is wrong is logged at most once a minute per kind, without customer text or the password,
+  and one INFO line says when the database is back;
+- the calls in flight are bounded, so a hung database cannot pile up tasks.
+
+Skipped writes are lost, not replayed: the conversation goes on, and later writes (which create
+the thread row again if needed) persist once the database answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import logging
+import re
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
+
+from chainlit.context import ChainlitContextException, context
+from chainlit.data.base import BaseDataLayer
+from chainlit.session import WebsocketSession
+from chainlit.types import Feedback, PageInfo, PaginatedResponse, Pagination, ThreadDict, ThreadFilter
+
+if TYPE_CHECKING:
+    from chainlit.element import Element, ElementDict
+    from chainlit.step import StepDict
+    from chainlit.user import PersistedUser, User
+
+log = logging.getLogger("brandbot.persistence")
+
+T = TypeVar("T")
+
+# Failures where the database answered and refused one statement: logged, but the circuit stays
+# closed, so one bad row (which a customer might provoke on purpose) cannot stop everyone's writes.
+STATEMENT_ERRORS = frozenset({"IntegrityError", "DataError", "ProgrammingError", "NotSupportedError"})
+DRIVER_MODULES = ("sqlalchemy", "asyncpg", "aiosqlite", "sqlite3", "psycopg", "pymysql", "aiomysql")
+_QUOTED = re.compile(r"'[^'\n]*'|\"[^\"\n]*\"")
+_URL_PASSWORD = re.compile(r"(\b[a-zA-Z][\w+.-]*://[^:/@\s]*:)[^@\s]*@")
+_LOGGED_CLASS = re.compile(r"\(([\w.]+)\)")
+
+
+@dataclass
+class _Outcome:
+    """What one guarded call saw: a WARNING the inner layer logged instead of raising."""
+
+    problem: str | None = None
+
+
+_current: contextvars.ContextVar[_Outcome | None] = contextvars.ContextVar("brandbot_data_layer_call", default=None)
+
+
+class _SwallowInnerWarnings(logging.Filter):
+    """Drops WARNING+ records logged inside a guarded call and hands them to that call instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        outcome = _current.get()
+        if outcome is None or record.levelno < logging.WARNING:
+            return True
+        outcome.problem = outcome.problem or record.getMessage()
+        return False
+
+
+_SWALLOW = _SwallowInnerWarnings()
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """One line saying what is wrong: no SQL, no bound values, no quoted text, no password."""
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    line = line.split("[SQL", 1)[0].split("[parameters", 1)[0]
+    for secret in secrets:
+        if secret:
+            line = line.replace(secret, "[redacted]")
+    line = _URL_PASSWORD.sub(r"\1[redacted]@", line)
+    line = _QUOTED.sub("'…'", line)
+    return line.strip()[:200]
+
+
+def _url_password(url: str | None) -> str | None:
+    """The password in a database URL, so that it can be redacted wherever it shows up."""
+    if not url:
+        return None
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None
+
+
+def _queued_until_first_message(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """Chainlit's queue_until_user_message, on the guard's own methods.
+
+    Chainlit queues step and element writes until the customer's first message and replays the raw
+    method later; queueing here makes the replay go through the guard too. Unlike Chainlit's, it
+    runs the call at once when there is no Chainlit context (scripts, unit tests).
+    """
+
+    @functools.wraps(method)
+    async def wrapper(self: DataLayerGuard, *args: Any, **kwargs: Any) -> Any:
+        try:
+            session = context.session
+        except ChainlitContextException:
+            session = None
+        if isinstance(session, WebsocketSession) and not session.has_first_interaction:
+            session.thread_queues.setdefault(method.__name__, deque()).append((method, self, args, kwargs))
+            return None
+        return await method(self, *args, **kwargs)
+
+    return wrapper
+
+
+@dataclass
+class _Trouble:
+    """One kind of failure: when it was last logged and how often it happened since."""
+
+    last_logged: float | None = None
+    failures: int = 0
+    summary: str = ""
+
+
+@dataclass
+class GuardState:
+    """What the guard knows about the database; tests read it."""
+
+    opened_at: float | None = None
+    probing: bool = False
+    outage_started: float | None = None
+    skipped_writes: int = 0
+    skipped_in_outage: int = 0
+    in_flight: int = 0
+    troubles: dict[str, _Trouble] = field(default_factory=dict)
+
+
+class DataLayerGuard(BaseDataLayer):
+    """Delegates every data-layer call to `inner`, bounded in time and never failing the caller."""
+
+    def __init__(self, inner: BaseDataLayer, *, timeout_seconds: float = 1.0, open_seconds: float = 5.0,
+                 log_interval_seconds: float = 60.0, max_in_flight: int = 200, url: str | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 inner_loggers: Iterable[str] = ("chainlit",)) -> None:
+        self.inner = inner
+        self.timeout_seconds = timeout_seconds
+        self.open_seconds = open_seconds
+        self.log_interval_seconds = log_interval_seconds
+        self.max_in_flight = max_in_flight
+        self.clock = clock
+        self.secrets = [secret for secret in (_url_password(url), _url_password(_inner_url(inner))) if secret]
+        self.state = GuardState()
+        for name in inner_loggers:
+            inner_logger = logging.getLogger(name)
+            if _SWALLOW not in inner_logger.filters:
+                inner_logger.addFilter(_SWALLOW)
+
+    def __getattr__(self, name: str) -> Any:
+        """Anything else (engine, execute_sql, ...) is the inner layer's own, unguarded."""
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    # ---- the guard ----
+
+    async def _call(self, name: str, write: bool, default: T, call: Callable[[], Awaitable[T]]) -> T:
+        """Run `call` within the bounds; `default` whenever the database cannot answer."""
+        state, now = self.state, self.clock()
+        probe = False
+        if state.opened_at is not None:
+            if state.probing or now - state.opened_at < self.open_seconds:
+                return self._skip(write, default)
+            state.probing = probe = True
+        if state.in_flight >= self.max_in_flight:
+            if probe:
+                state.probing = False
+            return self._failed(write, default, "overloaded", f"{state.in_flight} database calls in flight",
+                                opens=False)
+        outcome = _Outcome()
+        token = _current.set(outcome)
+        try:
+            task = asyncio.ensure_future(call())
+        finally:
+            _current.reset(token)
+        state.in_flight += 1
+        task.add_done_callback(self._finished)
+        try:
+            done, _ = await asyncio.wait({task}, timeout=self.timeout_seconds)
+        except asyncio.CancelledError:
+            if probe:
+                state.probing = False
+            raise
+        if probe:
+            state.probing = False
+        if not done:
+            # Abandoned, not cancelled: cancelling SQLAlchemy mid-statement left SQLite connections
+            # holding locks, and persistence took 24 s instead of under a second to resume after a
+            # lock (test_data_layer_guard). It finishes on its own, counted against max_in_flight.
+            return self._failed(write, default, "timeout", f"no answer within {self.timeout_seconds:g} s ({name})",
+                                opens=True)
+        error = task.exception()
+        if error is not None:
+            if name == "get_thread_author" and isinstance(error, ValueError):
+                self._healthy()
+                return default  # Chainlit's SQL layer says "no such thread" this way
+            kind = type(error).__name__
+            return self._failed(write, default, kind, f"{kind}: {error}", opens=_opens_circuit(error))
+        if outcome.problem is not None:
+            kind = _logged_kind(outcome.problem)
+            return self._failed(write, default, kind, outcome.problem, opens=kind not in STATEMENT_ERRORS)
+        self._healthy()
+        return task.result()
+
+    def _finished(self, task: asyncio.Future[Any]) -> None:
+        self.state.in_flight -= 1
+        if not task.cancelled():
+            task.exception()  # retrieved: no "exception was never retrieved" noise
+
+    def _skip(self, write: bool, default: T) -> T:
+        if write:
+            self.state.skipped_writes += 1
+            if self.state.outage_started is not None:
+                self.state.skipped_in_outage += 1
+        return default
+
+    def _failed(self, write: bool, default: T, kind: str, detail: str, opens: bool) -> T:
+        """Count the failure (and the write it loses), open the circuit if the database is unreachable, maybe log."""
+        state, now = self.state, self.clock()
+        if opens:
+            state.opened_at = now
+            if state.outage_started is None:
+                state.outage_started, state.skipped_in_outage = now, 0
+        self._skip(write, default)
+        trouble = state.troubles.setdefault(kind, _Trouble())
+        trouble.failures += 1
+        trouble.summary = redact(detail, self.secrets)
+        if trouble.last_logged is None or now - trouble.last_logged >= self.log_interval_seconds:
+            log.warning("database failing (%s): %s; %d failed calls and %d skipped writes since the last report; "
+                        "customers are answered without persistence", kind, trouble.summary,
+                        trouble.failures, state.skipped_writes)
+            trouble.last_logged, trouble.failures, state.skipped_writes = now, 0, 0
+        return default
+
+    def _healthy(self) -> None:
+        state = self.state
+        if state.outage_started is not None:
+            log.info("database is back after %.0f s; %d writes were skipped while it failed",
+                     self.clock() - state.outage_started, state.skipped_in_outage)
+        state.opened_at = state.outage_started = None
+        state.skipped_in_outage = 0
+
+    # ---- BaseDataLayer, delegated ----
+
+    async def get_user(self, identifier: str) -> PersistedUser | None:
+        return await self._call("get_user", False, None, lambda: self.inner.get_user(identifier))
+
+    async def create_user(self, user: User) -> PersistedUser | None:
+        return await self._call("create_user", True, None, lambda: self.inner.create_user(user))
+
+    async def delete_feedback(self, feedback_id: str) -> bool:
+        return await self._call("delete_feedback", True, False, lambda: self.inner.delete_feedback(feedback_id))
+
+    async def upsert_feedback(self, feedback: Feedback) -> str:
+        return await self._call("upsert_feedback", True, feedback.id or "",
+                                lambda: self.inner.upsert_feedback(feedback))
+
+    @_queued_until_first_message
+    async def create_element(self, element: Element) -> None:
+        await self._call("create_element", True, None, lambda: self.inner.create_element(element))
+
+    async def get_element(self, thread_id: str, element_id: str) -> ElementDict | None:
+        return await self._call("get_element", False, None, lambda: self.inner.get_element(thread_id, element_id))
+
+    @_queued_until_first_message
+    async def delete_element(self, element_id: str, thread_id: str | None = None) -> None:
+        await self._call("delete_element", True, None, lambda: self.inner.delete_element(element_id, thread_id))
+
+    @_queued_until_first_message
+    async def create_step(self, step_dict: StepDict) -> None:
+        await self._call("create_step", True, None, lambda: self.inner.create_step(step_dict))
+
+    @_queued_until_first_message
+    async def update_step(self, step_dict: StepDict) -> None:
+        await self._call("update_step", True, None, lambda: self.inner.update_step(step_dict))
+
+    @_queued_until_first_message
+    async def delete_step(self, step_id: str) -> None:
+        await self._call("delete_step", True, None, lambda: self.inner.delete_step(step_id))
+
+    async def get_thread_author(self, thread_id: str) -> str:
+        return await self._call("get_thread_author", False, "", lambda: self.inner.get_thread_author(thread_id))
+
+    async def delete_thread(self, thread_id: str) -> None:
+        await self._call("delete_thread", True, None, lambda: self.inner.delete_thread(thread_id))
+
+    async def list_threads(self, pagination: Pagination, filters: ThreadFilter) -> PaginatedResponse[ThreadDict]:
+        empty: PaginatedResponse[ThreadDict] = PaginatedResponse(
+            pageInfo=PageInfo(hasNextPage=False, startCursor=None, endCursor=None), data=[])
+        return await self._call("list_threads", False, empty, lambda: self.inner.list_threads(pagination, filters))
+
+    async def get_thread(self, thread_id: str) -> ThreadDict | None:
+        return await self._call("get_thread", False, None, lambda: self.inner.get_thread(thread_id))
+
+    async def update_thread(self, thread_id: str, name: str | None = None, user_id: str | None = None,
+                            metadata: dict | None = None, tags: list[str] | None = None) -> None:
+        await self._call("update_thread", True, None, lambda: self.inner.update_thread(
+            thread_id, name=name, user_id=user_id, metadata=metadata, tags=tags))
+
+    async def build_debug_url(self) -> str:
+        return await self._call("build_debug_url", False, "", self.inner.build_debug_url)
+
+    async def close(self) -> None:
+        await self._call("close", False, None, self.inner.close)
+
+    async def get_favorite_steps(self, user_id: str) -> list[StepDict]:
+        return await self._call("get_favorite_steps", False, [], lambda: self.inner.get_favorite_steps(user_id))
+
+
+def _inner_url(inner: BaseDataLayer) -> str | None:
+    """The URL Chainlit's SQL layers keep (`_conninfo`, `database_url`), if any."""
+    for attribute in ("_conninfo", "database_url"):
+        value = getattr(inner, attribute, None)
+        if isinstance(value, str):
+            return value
+    return None
+
+
+def _opens_circuit(error: BaseException) -> bool:
+    """Whether an exception says the database is unreachable, rather than refusing one statement."""
+    if type(error).__name__ in STATEMENT_ERRORS:
+        return False
+    if isinstance(error, (OSError, TimeoutError)):
+        return True
+    return any(klass.__module__.startswith(DRIVER_MODULES) for klass in type(error).__mro__)
+
+
+def _logged_kind(message: str) -> str:
+    """The error class a data layer named in its log line, `(sqlite3.OperationalError) ...` -> OperationalError."""
+    found = _LOGGED_CLASS.search(message)
+    return found.group(1).rsplit(".", 1)[-1] if found else "error"
+
+
+def guarded(inner: BaseDataLayer, **options: Any) -> BaseDataLayer:
+    """`inner` behind the guard: see DataLayerGuard for the options."""
+    return DataLayerGuard(inner, **options)

@@ -1,0 +1,385 @@
+"""The data-layer guard: a failing, hanging or locked database never slows or fails the customer.
+
+Unit tests drive the guard with a fake inner layer and an injectable clock; the last tests put a
+real SQLAlchemyDataLayer on a SQLite file under the chat flow and lock the file mid-conversation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import chainlit.data as chainlit_data
+import pytest
+from chainlit.data.base import BaseDataLayer
+from chainlit.data.sql_alchemy import SQLAlchemyDataLayer
+from chainlit.logger import logger as chainlit_logger
+from chainlit.types import Feedback, PaginatedResponse, Pagination, ThreadFilter
+
+from brandbot_runtime.data_layer_guard import DataLayerGuard, guarded, redact
+
+from .chat_harness import ChatHarness
+
+CUSTOMER_TEXT = "my card number is 4111 and my name is Ann"
+PASSWORD = "s3cret-pw-77"
+URL = f"postgresql+asyncpg://bot:{PASSWORD}@db.internal:5432/bot"
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeLayer(BaseDataLayer):
+    """A data layer whose database works ("ok"), refuses connections, hangs, or logs like Chainlit's SQL layer."""
+
+    def __init__(self) -> None:
+        self.mode = "ok"
+        self.calls: list[str] = []
+        self.stored: list[str] = []
+        self.release = asyncio.Event()
+
+    async def _database(self, name: str, stored: str | None = None) -> Any:
+        self.calls.append(name)
+        if self.mode == "refused":
+            raise ConnectionRefusedError(f"[Errno 111] could not connect to {URL}")
+        if self.mode == "hang":  # until the test releases it
+            await self.release.wait()
+        if self.mode == "logs":  # SQLAlchemyDataLayer.execute_sql: the error as a WARNING, then None
+            chainlit_logger.warning("An error occurred: (sqlite3.OperationalError) attempt to write a readonly "
+                                    f"database\n[SQL: INSERT INTO steps ...]\n[parameters: ('{CUSTOMER_TEXT}',)]")
+            return None
+        if self.mode == "duplicate":
+            chainlit_logger.warning("An error occurred: (sqlite3.IntegrityError) UNIQUE constraint failed: "
+                                    f"steps.id\n[parameters: ('{CUSTOMER_TEXT}',)]")
+            return None
+        if stored is not None:
+            self.stored.append(stored)
+        return {"id": stored or name}
+
+    async def get_user(self, identifier):  # type: ignore[no-untyped-def]
+        return await self._database("get_user")
+
+    async def create_user(self, user):  # type: ignore[no-untyped-def]
+        return await self._database("create_user")
+
+    async def delete_feedback(self, feedback_id):  # type: ignore[no-untyped-def]
+        await self._database("delete_feedback")
+        return True
+
+    async def upsert_feedback(self, feedback):  # type: ignore[no-untyped-def]
+        await self._database("upsert_feedback", feedback.forId)
+        return "stored-feedback-id"
+
+    async def create_element(self, element):  # type: ignore[no-untyped-def]
+        await self._database("create_element")
+
+    async def get_element(self, thread_id, element_id):  # type: ignore[no-untyped-def]
+        return await self._database("get_element")
+
+    async def delete_element(self, element_id, thread_id=None):  # type: ignore[no-untyped-def]
+        await self._database("delete_element")
+
+    async def create_step(self, step_dict):  # type: ignore[no-untyped-def]
+        await self._database("create_step", step_dict["id"])
+
+    async def update_step(self, step_dict):  # type: ignore[no-untyped-def]
+        await self._database("update_step", step_dict["id"])
+
+    async def delete_step(self, step_id):  # type: ignore[no-untyped-def]
+        await self._database("delete_step")
+
+    async def get_thread_author(self, thread_id):  # type: ignore[no-untyped-def]
+        await self._database("get_thread_author")
+        return "ann"
+
+    async def delete_thread(self, thread_id):  # type: ignore[no-untyped-def]
+        await self._database("delete_thread")
+
+    async def list_threads(self, pagination, filters):  # type: ignore[no-untyped-def]
+        return await self._database("list_threads")
+
+    async def get_thread(self, thread_id):  # type: ignore[no-untyped-def]
+        return await self._database("get_thread")
+
+    async def update_thread(self, thread_id, name=None, user_id=None, metadata=None, tags=None):  # type: ignore[no-untyped-def]
+        await self._database("update_thread", thread_id)
+
+    async def build_debug_url(self):  # type: ignore[no-untyped-def]
+        return ""
+
+    async def close(self):  # type: ignore[no-untyped-def]
+        await self._database("close")
+
+    async def get_favorite_steps(self, user_id):  # type: ignore[no-untyped-def]
+        return await self._database("get_favorite_steps")
+
+
+def guard_of(inner: BaseDataLayer, clock: Clock, **options: Any) -> DataLayerGuard:
+    layer = guarded(inner, clock=clock, **{"timeout_seconds": 0.2, **options})
+    assert isinstance(layer, DataLayerGuard) and isinstance(layer, BaseDataLayer)
+    return layer
+
+
+def lines(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
+    return [record.getMessage() for record in caplog.records
+            if record.name == "brandbot.persistence" and record.levelno == level]
+
+
+async def test_every_call_answers_at_once_with_an_empty_result_of_its_type_while_the_database_refuses(
+        caplog: pytest.LogCaptureFixture) -> None:
+    inner, clock = FakeLayer(), Clock()
+    inner.mode = "refused"
+    layer = guard_of(inner, clock)
+    feedback = Feedback(forId="step-1", value=1, id="feedback-1")
+    started = time.monotonic()
+    assert await layer.get_thread("t") is None
+    assert await layer.get_user("ann") is None
+    assert await layer.get_thread_author("t") == ""
+    assert await layer.get_favorite_steps("u") == []
+    assert await layer.upsert_feedback(feedback) == "feedback-1"
+    assert await layer.delete_feedback("feedback-1") is False
+    threads = await layer.list_threads(Pagination(first=10), ThreadFilter())
+    assert isinstance(threads, PaginatedResponse) and threads.data == [] and not threads.pageInfo.hasNextPage
+    await layer.create_step({"id": "s1", "threadId": "t"})  # type: ignore[typeddict-item]
+    assert time.monotonic() - started < 0.5
+    assert inner.calls == ["get_thread"]  # the circuit opened after the first failure: nothing else reached it
+    assert layer.state.skipped_writes == 3
+
+
+async def test_a_failing_database_is_reported_once_a_minute_with_the_skipped_writes(
+        caplog: pytest.LogCaptureFixture) -> None:
+    inner, clock = FakeLayer(), Clock()
+    inner.mode = "refused"
+    layer = guard_of(inner, clock, open_seconds=5.0)
+    caplog.set_level(logging.INFO)
+    for _ in range(100):  # 150 simulated seconds of conversation, a write every 1.5 s
+        await layer.create_step({"id": str(uuid.uuid4()), "threadId": "t"})  # type: ignore[typeddict-item]
+        clock.now += 1.5
+    warnings = lines(caplog, logging.WARNING)
+    assert len(warnings) == 3, warnings  # at 0 s, about 60 s and about 120 s: not one per message
+    assert "ConnectionRefusedError" in warnings[0]
+    assert "skipped writes" in warnings[1] and " 0 skipped" not in warnings[1]
+    assert 20 <= len(inner.calls) <= 31  # one probe per open period of 5 s, not one call per message
+
+
+async def test_the_circuit_closes_when_the_database_is_back_and_writes_resume(
+        caplog: pytest.LogCaptureFixture) -> None:
+    inner, clock = FakeLayer(), Clock()
+    inner.mode = "refused"
+    layer = guard_of(inner, clock, open_seconds=5.0)
+    caplog.set_level(logging.INFO)
+    await layer.create_step({"id": "lost-1", "threadId": "t"})  # type: ignore[typeddict-item]
+    await layer.create_step({"id": "lost-2", "threadId": "t"})  # type: ignore[typeddict-item]
+    inner.mode = "ok"
+    clock.now += 2.0
+    await layer.create_step({"id": "lost-3", "threadId": "t"})  # type: ignore[typeddict-item]  # still open
+    assert inner.stored == []
+    clock.now += 3.5
+    await layer.create_step({"id": "kept-1", "threadId": "t"})  # type: ignore[typeddict-item]  # the probe
+    await layer.update_step({"id": "kept-2", "threadId": "t"})  # type: ignore[typeddict-item]
+    assert inner.stored == ["kept-1", "kept-2"]
+    back = lines(caplog, logging.INFO)
+    assert len(back) == 1 and "database is back after 6 s" in back[0] and "3 writes were skipped" in back[0]
+    assert await layer.get_thread("t") == {"id": "get_thread"}
+    assert len(lines(caplog, logging.INFO)) == 1
+
+
+async def test_a_hanging_database_costs_the_timeout_once_then_nothing() -> None:
+    inner, clock = FakeLayer(), Clock()
+    inner.mode = "hang"
+    layer = guard_of(inner, clock, timeout_seconds=0.1)
+    started = time.monotonic()
+    assert await layer.get_thread("t") is None
+    first = time.monotonic() - started
+    results = await asyncio.gather(*(layer.get_thread("t") for _ in range(50)))
+    assert results == [None] * 50
+    assert 0.09 <= first < 0.5 and time.monotonic() - started < 0.6
+    assert inner.calls == ["get_thread"] and layer.state.in_flight == 1  # abandoned, the rest never tried
+    inner.release.set()
+    await asyncio.sleep(0.01)
+    assert layer.state.in_flight == 0
+
+
+async def test_calls_in_flight_are_bounded_while_the_database_hangs() -> None:
+    inner, clock = FakeLayer(), Clock()
+    inner.mode = "hang"
+    layer = guard_of(inner, clock, timeout_seconds=0.05, open_seconds=0.0, max_in_flight=3)
+    for _ in range(4):  # each round: the calls that get through time out and stay stuck in the background
+        await asyncio.gather(*(layer.create_step({"id": "s", "threadId": "t"})  # type: ignore[typeddict-item]
+                               for _ in range(5)))
+    assert len(inner.calls) == 3 and layer.state.in_flight == 3
+    inner.release.set()
+    await asyncio.sleep(0.01)
+    assert layer.state.in_flight == 0
+    inner.mode = "ok"
+    await layer.create_step({"id": "after", "threadId": "t"})  # type: ignore[typeddict-item]
+    assert inner.stored == ["s", "s", "s", "after"]  # the abandoned writes landed late; no other was tried
+
+
+async def test_the_inner_layers_warnings_become_one_line_without_customer_text_or_password(
+        caplog: pytest.LogCaptureFixture) -> None:
+    inner, clock = FakeLayer(), Clock()
+    inner.mode = "logs"
+    layer = guard_of(inner, clock, url=URL)
+    caplog.set_level(logging.INFO)
+    for _ in range(20):
+        await layer.create_step({"id": "s", "threadId": "t"})  # type: ignore[typeddict-item]
+        clock.now += 6  # past the open period: every write reaches the failing database
+    inner.mode = "refused"
+    clock.now += 60
+    await layer.get_thread("t")
+    assert [record for record in caplog.records if record.name == "chainlit"] == []
+    warnings = lines(caplog, logging.WARNING)
+    assert len(warnings) == 3, warnings
+    assert "OperationalError" in warnings[0] and "attempt to write a readonly database" in warnings[0]
+    assert "ConnectionRefusedError" in warnings[2]
+    text = caplog.text
+    assert CUSTOMER_TEXT not in text and "4111" not in text and PASSWORD not in text and "INSERT" not in text
+
+
+async def test_a_refused_statement_is_logged_but_leaves_the_circuit_closed(
+        caplog: pytest.LogCaptureFixture) -> None:
+    inner, clock = FakeLayer(), Clock()
+    inner.mode = "duplicate"
+    layer = guard_of(inner, clock)
+    await layer.create_step({"id": "s", "threadId": "t"})  # type: ignore[typeddict-item]
+    inner.mode = "ok"
+    await layer.create_step({"id": "next", "threadId": "t"})  # type: ignore[typeddict-item]
+    assert inner.stored == ["next"]
+    assert "IntegrityError" in lines(caplog, logging.WARNING)[0]
+
+
+def test_redact_keeps_what_is_wrong_and_drops_values_and_passwords() -> None:
+    message = (f"(sqlalchemy.dialects.postgresql.asyncpg.Error) connect to {URL} failed: "
+               f"value '{CUSTOMER_TEXT}'\n[SQL: SELECT 1]")
+    said = redact(message)
+    assert "connect to postgresql+asyncpg://bot:[redacted]@db.internal:5432/bot failed" in said
+    assert PASSWORD not in said and CUSTOMER_TEXT not in said and "SELECT" not in said
+    assert redact("Authentication failed for " + PASSWORD, [PASSWORD]) == "Authentication failed for [redacted]"
+
+
+# ---- a real SQLite database under the chat flow ----
+
+STEP_COLUMNS = ["id", "name", "type", "threadId", "parentId", "streaming", "waitForAnswer", "isError", "metadata",
+                "tags", "input", "output", "createdAt", "command", "start", "end", "generation", "showInput",
+                "language", "indent", "defaultOpen", "autoCollapse", "modes"]
+
+
+def create_schema(path: Path) -> None:
+    """The tables Chainlit's SQL layer reads and writes (SQLite accepts untyped columns)."""
+    columns = ", ".join(f'"{name}"' + (" PRIMARY KEY" if name == "id" else "") for name in STEP_COLUMNS)
+    with sqlite3.connect(path) as connection:
+        connection.executescript(f"""
+            CREATE TABLE users ("id" PRIMARY KEY, "identifier" UNIQUE, "metadata", "createdAt");
+            CREATE TABLE threads ("id" PRIMARY KEY, "createdAt", "name", "userId", "userIdentifier", "tags",
+                                  "metadata");
+            CREATE TABLE steps ({columns});
+            CREATE TABLE elements ("id" PRIMARY KEY, "threadId", "type", "url", "chainlitKey", "name", "display",
+                                   "objectKey", "size", "page", "language", "forId", "mime", "props");
+            CREATE TABLE feedbacks ("id" PRIMARY KEY, "forId", "threadId", "value", "comment");
+        """)
+
+
+def stored_ids(path: Path, thread_id: str) -> set[str]:
+    """The bot messages stored for a thread (their text is another matter: Chainlit's create and update of
+    one message race each other, with or without the guard)."""
+    with sqlite3.connect(path) as connection:
+        rows = connection.execute('SELECT "id" FROM steps WHERE "threadId" = ? AND "type" = ?',
+                                  (thread_id, "assistant_message")).fetchall()
+    return {row[0] for row in rows}
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Path:
+    path = tmp_path / "conversations.db"
+    create_schema(path)
+    return path
+
+
+@pytest.fixture
+async def sqlite_layer(database: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[DataLayerGuard]:
+    """Chainlit's SQL layer on the file, behind the guard, as the process-wide data layer."""
+    layer = guarded(SQLAlchemyDataLayer(conninfo=f"sqlite+aiosqlite:///{database}"), timeout_seconds=0.3,
+                    open_seconds=0.5)
+    assert isinstance(layer, DataLayerGuard)
+    monkeypatch.setattr(chainlit_data, "_data_layer", layer)
+    monkeypatch.setattr(chainlit_data, "_data_layer_initialized", True)
+    yield layer
+    await layer.close()
+
+
+@pytest.fixture
+def lock(database: Path) -> Iterator[sqlite3.Connection]:
+    """Another process's connection that can lock the whole file, as a long migration or backup does."""
+    connection = sqlite3.connect(database, isolation_level=None)
+    yield connection
+    if connection.in_transaction:
+        connection.execute("ROLLBACK")
+    connection.close()
+
+
+def layer_skipped(caplog: pytest.LogCaptureFixture) -> int:
+    """How many writes the INFO line says were skipped during the outage."""
+    back = [line for line in lines(caplog, logging.INFO) if "database is back" in line]
+    assert len(back) == 1, back
+    return int(back[0].split("; ")[1].split(" writes")[0])
+
+
+async def settle() -> None:
+    """Let Chainlit's fire-and-forget writes finish."""
+    for _ in range(20):
+        await asyncio.sleep(0.05)
+
+
+async def test_the_chat_answers_every_message_while_the_sqlite_file_is_locked_and_persists_again_after(
+        configure, middleware, session: ChatHarness, database: Path, sqlite_layer: DataLayerGuard,
+        lock: sqlite3.Connection, caplog: pytest.LogCaptureFixture) -> None:
+    configure(middleware.url, MESSAGES_PER_MINUTE="1000")
+    caplog.set_level(logging.INFO)
+    thread_id = session.session.thread_id
+    await session.start()
+    answer = await session.say("before the lock")
+    assert answer.final.endswith("before the lock")
+    await settle()
+    assert answer.id in stored_ids(database, thread_id)
+
+    lock.execute("BEGIN EXCLUSIVE")  # every other connection now waits for SQLite's busy timeout (5 s)
+    timings = []
+    for index in range(10):
+        started = time.monotonic()
+        answer = await session.say(f"while locked {index}")
+        timings.append(time.monotonic() - started)
+        assert answer.final.endswith(f"while locked {index}")
+    await settle()
+    assert max(timings) < 0.3, timings  # no answer waited for the database
+    lock.execute("ROLLBACK")
+
+    # SQLite's connections that were waiting for the lock drain first; then a probe gets through
+    deadline, resumed = time.monotonic() + 20, None
+    while resumed is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.6)  # past the open period: the next write probes the database
+        probe = await session.say("is the database back?")
+        await settle()
+        if probe.id in stored_ids(database, thread_id):
+            resumed = time.monotonic()
+    assert resumed is not None, "persistence never resumed"
+    after = [await session.say("after the lock"), await session.say("and once more")]
+    await settle()
+    stored = stored_ids(database, thread_id)
+    assert {shown.id for shown in after} <= stored
+    assert layer_skipped(caplog) > 0
+    warnings = lines(caplog, logging.WARNING)
+    assert len(warnings) == 1 and "timeout" in warnings[0], warnings
+    assert "while locked" not in caplog.text
