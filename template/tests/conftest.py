@@ -6,6 +6,7 @@ anything imports it.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -50,6 +51,24 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterat
     yield
     settings.current_settings.cache_clear()
     brand_module.load_brand.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def data_layer_errors() -> Iterator[list[logging.LogRecord]]:
+    """Chainlit's data layer turns a failed SQL statement into a WARNING and carries on, losing the
+    row: any such record fails the test (a test that provokes one on purpose clears the list)."""
+    records: list[logging.LogRecord] = []
+
+    class Catch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.levelno >= logging.WARNING and "error occurred" in record.getMessage():
+                records.append(record)
+
+    handler = Catch()
+    logging.getLogger("chainlit").addHandler(handler)
+    yield records
+    logging.getLogger("chainlit").removeHandler(handler)
+    assert not records, [record.getMessage() for record in records]
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,64 @@
+"""Which database keeps the conversations: the DATABASE_URL rule, without touching any database.
+
+Empty (the default): the SQLite file `.data/conversations.sqlite3` in the project. `off`: nothing
+is stored. Otherwise a PostgreSQL URL (`postgresql+asyncpg://...`; `postgres://` and `postgresql://`
+are read as asyncpg) or another SQLite file (`sqlite+aiosqlite:///path`, a relative path being
+relative to the project, never to the directory the bot was started in). Errors never repeat the
+URL: it may hold a password.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from .project_paths import PROJECT_DIR
+
+OFF = "off"
+DEFAULT_SQLITE_FILE = PROJECT_DIR / ".data" / "conversations.sqlite3"
+_DRIVERS = {
+    "postgres": "postgresql+asyncpg", "postgresql": "postgresql+asyncpg", "postgresql+asyncpg": "postgresql+asyncpg",
+    "sqlite": "sqlite+aiosqlite", "sqlite+aiosqlite": "sqlite+aiosqlite",
+}
+
+
+def resolve_database_url(raw: str) -> str | None:
+    """The SQLAlchemy URL to store conversations at, or None when persistence is off.
+
+    Raises ValueError (without the URL in the message) for anything else."""
+    raw = raw.strip()
+    if not raw:
+        return sqlite_url(DEFAULT_SQLITE_FILE)
+    if raw.lower() == OFF:
+        return None
+    try:
+        url = make_url(raw)
+    except ArgumentError:
+        raise ValueError("is not a database URL (postgresql+asyncpg://..., sqlite+aiosqlite:///... or off)") from None
+    driver = _DRIVERS.get(url.drivername)
+    if driver is None:
+        raise ValueError("must be postgresql+asyncpg://..., sqlite+aiosqlite:///path or off")
+    url = url.set(drivername=driver)
+    if driver == "sqlite+aiosqlite":
+        if not url.database or url.database == ":memory:" or url.database.startswith("file:"):
+            raise ValueError("a SQLite URL needs a file path (sqlite+aiosqlite:///path/to/file.sqlite3)")
+        return sqlite_url(PROJECT_DIR / Path(url.database))
+    return url.render_as_string(hide_password=False)
+
+
+def sqlite_url(path: Path) -> str:
+    """The aiosqlite URL of a SQLite file (an absolute path)."""
+    return URL.create("sqlite+aiosqlite", database=str(path.resolve())).render_as_string()
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file behind a SQLite URL, None for any other database."""
+    parsed = make_url(url)
+    return Path(parsed.database) if parsed.get_backend_name() == "sqlite" and parsed.database else None
+
+
+def describe(url: str) -> str:
+    """The URL as it may appear in a log line: the password masked."""
+    return make_url(url).render_as_string(hide_password=True)

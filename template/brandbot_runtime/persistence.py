@@ -1,0 +1,116 @@
+"""Conversations kept in a database through Chainlit's own SQLAlchemy data layer.
+
+At start-up (`prepare`, from app.py's on_app_startup) the database named by DATABASE_URL (default:
+the project's SQLite file) is brought to brandbot's schema; only then does `data_layer()`, which
+app.py registers with `@cl.data_layer`, hand Chainlit a layer. A database that cannot be migrated
+is logged once and the bot answers without persistence: storing is never worth a customer's answer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from chainlit.data.base import BaseDataLayer
+from chainlit.data.sql_alchemy import SQLAlchemyDataLayer
+from chainlit.logger import logger as chainlit_logger
+from dotenv import dotenv_values
+
+from . import schema
+from .database_url import describe, resolve_database_url
+from .project_paths import dotenv_file
+from .schema.engine import SQLITE_BUSY_TIMEOUT_MS, is_sqlite, sqlite_pragmas
+from .settings import ConfigurationError, Settings
+
+log = logging.getLogger("brandbot")
+
+_ready_url: str | None = None  # set once the schema is in place
+
+
+def database_url(settings: Settings) -> str | None:
+    """The SQLAlchemy URL the deployment stores conversations at; None when DATABASE_URL=off."""
+    return resolve_database_url(settings.database_url.get_secret_value())
+
+
+def configured_url() -> str | None:
+    """Like database_url(), for tools that run without the bot's other settings (the schema command):
+    DATABASE_URL from the environment, else from .env. Raises ValueError for an unusable value."""
+    import os
+
+    raw = os.environ.get("DATABASE_URL")
+    if raw is None:
+        raw = dotenv_values(dotenv_file()).get("DATABASE_URL") if dotenv_file().is_file() else None
+    return resolve_database_url(raw or "")
+
+
+async def prepare(settings: Settings | ConfigurationError) -> str | None:
+    """Migrate the database before the first customer; the URL conversations go to, or None (off)."""
+    global _ready_url
+    _ready_url = None
+    if isinstance(settings, ConfigurationError):
+        return None  # chat.startup() already said what is wrong; nothing will be answered to store
+    url = database_url(settings)
+    if url is None:
+        log.info("persistence off (DATABASE_URL=off): conversations are not stored")
+        return None
+    try:
+        await schema.upgrade_async(url)
+    except Exception as error:  # noqa: BLE001  # whatever the database does, customers still get answers
+        log.error("persistence off: could not bring %s to schema %s (%s: %s); conversations are not stored "
+                  "until this is fixed and the bot restarted", describe(url), schema.head(),
+                  type(error).__name__, _first_line(error))
+        return None
+    _ready_url = url
+    log.info("conversations stored in %s (schema %s)", describe(url), schema.head())
+    return url
+
+
+def data_layer() -> BaseDataLayer | None:
+    """What app.py's @cl.data_layer hands Chainlit: a layer on the migrated database, or None."""
+    return StoredConversations(_ready_url) if _ready_url is not None else None
+
+
+class StoredConversations(SQLAlchemyDataLayer):
+    """Chainlit's SQLAlchemy data layer with the gaps it leaves on our databases closed:
+    SQLite connections get WAL and a busy timeout (schema.engine); a list or dict value (a thread's
+    tags, a message's modes) is bound as JSON where the driver cannot bind it (upstream #2528);
+    timestamps are UTC whatever the server's time zone (Chainlit writes local time with a 'Z')."""
+
+    def __init__(self, url: str) -> None:
+        connect_args = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000} if is_sqlite(url) else {}
+        with _without_storage_warning():
+            super().__init__(conninfo=url, connect_args=connect_args)
+        sqlite_pragmas(self.engine)
+        self._sqlite = is_sqlite(url)
+
+    async def get_current_timestamp(self) -> str:
+        return datetime.now(UTC).replace(tzinfo=None).isoformat() + "Z"
+
+    async def execute_sql(self, query: str, parameters: dict) -> list[dict[str, Any]] | int | None:
+        return await super().execute_sql(query, {name: self._bindable(value) for name, value in parameters.items()})
+
+    def _bindable(self, value: object) -> object:
+        if isinstance(value, dict) or (self._sqlite and isinstance(value, list)):
+            return json.dumps(value)
+        return value
+
+
+@contextmanager
+def _without_storage_warning():  # type: ignore[no-untyped-def]
+    """Chainlit warns on every start that files (elements) are not stored: the bot sends none."""
+
+    def drop(record: logging.LogRecord) -> bool:
+        return "storage client is not initialized" not in record.getMessage()
+
+    chainlit_logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        chainlit_logger.removeFilter(drop)
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).splitlines() or [""])[0][:300]
