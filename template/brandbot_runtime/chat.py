@@ -174,6 +174,8 @@ async def _exchange(brand: Brand, settings: Settings, conversation: Conversation
             await status.update()
             await asyncio.sleep(settings.transition_delay_seconds)
         status.content = as_sent(answer.response)
+        # The answer as the middleware wrote it, for transcripts: `content` holds display escapes.
+        status.metadata = {"brandbot": {"text": answer.response, "category": answer.category}}
         await status.update()
     except asyncio.CancelledError:
         await status.remove()  # the customer pressed stop: no half-finished status stays behind

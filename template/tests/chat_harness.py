@@ -47,6 +47,7 @@ class RecordingEmitter(BaseChainlitEmitter):
         self.messages: dict[str, Shown] = {}
         self.events: list[tuple[str, str]] = []
         self.actions: list[dict] = []
+        self.metadata: dict[str, dict] = {}  # each step's metadata as last sent
 
     async def emit(self, event, data):  # type: ignore[no-untyped-def]
         if event == "action":
@@ -60,6 +61,7 @@ class RecordingEmitter(BaseChainlitEmitter):
 
     async def update_step(self, step_dict):  # type: ignore[no-untyped-def]
         self.messages[step_dict["id"]].contents.append(step_dict["output"])
+        self.metadata[step_dict["id"]] = step_dict.get("metadata") or {}
         self.events.append(("update", step_dict["output"]))
 
     async def delete_step(self, step_dict):  # type: ignore[no-untyped-def]

@@ -173,3 +173,15 @@ async def test_chainlit_keeps_no_copy_of_the_messages_after_an_exchange_or_the_e
     assert chat_contexts.get(session.session.id, []) == []
     await session.end()
     assert session.session.id not in chat_contexts
+
+
+async def test_an_answer_keeps_the_middlewares_own_text_beside_what_is_shown(
+        configure, middleware: MiddlewareDouble, session: ChatHarness) -> None:
+    """Transcripts export what the middleware wrote, not the display's escapes."""
+    configure(middleware.url)
+    middleware.behave = lambda request: json_reply({"response": "Ref:QX-77 <b>", "category": "OrderTracking"})
+    await session.start()
+    shown = await session.say("where is it?")
+    assert shown.final == as_sent("Ref:QX-77 <b>") != "Ref:QX-77 <b>"
+    assert session.emitter is not None
+    assert session.emitter.metadata[shown.id] == {"brandbot": {"text": "Ref:QX-77 <b>", "category": "OrderTracking"}}
