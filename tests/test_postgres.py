@@ -1,17 +1,22 @@
 """A real PostgreSQL in the tests: the throw-away cluster (tests/helpers.py PostgresCluster) is a real server
 that keeps what was committed across a crash, runs as the user PostgreSQL accepts, listens on loopback only
-and leaves nothing behind."""
+and leaves nothing behind; a generated project's migrations apply to it from scratch and again without
+change, and its drift check (every column Chainlit writes) holds there as on SQLite."""
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import socket
 import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
-from .helpers import PostgresCluster
+from .helpers import EXAMPLES, PostgresCluster
 
 
 def test_committed_rows_survive_an_immediate_stop_and_restart(postgres: PostgresCluster) -> None:
@@ -46,3 +51,95 @@ def test_closing_a_cluster_stops_it_and_removes_its_folder() -> None:
     assert not cluster.folder.exists()
     with socket.socket() as probe, pytest.raises(ConnectionRefusedError):
         probe.connect(("127.0.0.1", cluster.port))
+
+
+# --- brandbot's schema and a real bot on PostgreSQL --------------------------------------------------------
+
+RETAIL = next(path for path in EXAMPLES if path.stem == "retail")
+#: What the schema made: every table's columns with their types, and the indexes (for "idempotent").
+SCHEMA_SHAPE = """SELECT table_name, column_name, data_type, is_nullable FROM information_schema.columns
+                  WHERE table_schema = 'public' ORDER BY 1, 2;
+                  SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1"""
+
+
+def project_python(project: Path, code: str, *, env: dict[str, str] | None = None,
+                   stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """Python in a generated project, as its operator runs it (its own runtime, never brandbot's)."""
+    return subprocess.run([sys.executable, "-c", code], cwd=project, input=stdin,
+                          capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **(env or {})})
+
+
+def schema_command(project: Path, url: str, action: str) -> str:
+    """`python -m brandbot_runtime.schema <action>` with DATABASE_URL, the documented way."""
+    done = subprocess.run([sys.executable, "-m", "brandbot_runtime.schema", action], cwd=project,
+                          capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "DATABASE_URL": url})
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_the_migrations_apply_on_postgresql_from_scratch_and_again_without_change(
+        postgres: PostgresCluster, rendered: Callable[[Path], Path]) -> None:
+    project = rendered(RETAIL)
+    url = postgres.create_database("migrations")
+
+    assert schema_command(project, url, "upgrade").startswith(f"{url}: schema at ")
+    tables = set(postgres.psql("SELECT tablename FROM pg_tables WHERE schemaname = 'public'",
+                               database="migrations").split())
+    assert {"users", "threads", "steps", "elements", "feedbacks"} <= tables
+    assert postgres.psql("""SELECT data_type FROM information_schema.columns
+                            WHERE table_name = 'steps' AND column_name = 'autoCollapse'""",
+                         database="migrations") == "boolean"
+    postgres.psql("INSERT INTO users (id, identifier, metadata) VALUES ('u1', 'visitor', '{}')", database="migrations")
+    before = postgres.psql(SCHEMA_SHAPE, database="migrations")
+
+    schema_command(project, url, "upgrade")
+    assert postgres.psql(SCHEMA_SHAPE, database="migrations") == before
+    assert postgres.psql("SELECT identifier FROM users", database="migrations") == "visitor"
+    head = postgres.psql("SELECT version_num FROM brandbot_schema_version", database="migrations")
+    assert schema_command(project, url, "current") == f"{url}: schema at {head} (newest {head})"
+
+
+#: The generated project's drift check (tests/test_schema.py missing_columns: every column Chainlit writes,
+#: derived from Chainlit itself), fed each PostgreSQL database's columns instead of a SQLite file's.
+DRIFT_CHECK = """
+import asyncio, json, os, sys
+sys.path.insert(0, os.getcwd())
+os.environ["CHAINLIT_APP_ROOT"] = os.getcwd()
+from tests import test_schema
+databases = json.load(sys.stdin)
+
+async def check(have):
+    test_schema.columns = lambda _database: {table: set(have.get(table, [])) for table in test_schema.TABLES}
+    return test_schema.missing_columns(None)
+
+async def main():
+    return [await check(have) for have in databases]
+
+print(json.dumps(asyncio.run(main())))
+"""
+
+
+def postgres_columns(postgres: PostgresCluster, database: str) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for line in postgres.psql("SELECT table_name, column_name FROM information_schema.columns "
+                              "WHERE table_schema = 'public'", database=database).splitlines():
+        table, column = line.split("|")
+        found.setdefault(table, []).append(column)
+    return found
+
+
+def test_the_drift_check_passes_on_postgresql_and_names_a_missing_column(
+        postgres: PostgresCluster, rendered: Callable[[Path], Path]) -> None:
+    project = rendered(RETAIL)
+    schema_command(project, postgres.create_database("drift"), "upgrade")
+    # a copy of it as Chainlit's published DDL would leave it: no "autoCollapse"
+    postgres.psql('CREATE DATABASE drifted TEMPLATE drift', database="postgres")
+    postgres.psql('ALTER TABLE steps DROP COLUMN "autoCollapse"', database="drifted")
+
+    done = project_python(project, DRIFT_CHECK, stdin=json.dumps(
+        [postgres_columns(postgres, "drift"), postgres_columns(postgres, "drifted")]))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1]) == [{}, {"steps": ["autoCollapse"]}]
+
