@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     transition_delay_seconds: float = Field(ge=0, le=10)
     history_max_turns: int = Field(default=20, ge=0, le=1000)
     history_max_bytes: int = Field(default=100_000, ge=0, le=50_000_000)
+    # Stored conversations last updated longer ago are purged daily (transcripts.py); 0 keeps them forever.
+    retention_days: int = Field(default=90, ge=0, le=36_500)
     max_message_chars: int = Field(default=4000, ge=1, le=1_000_000)
     messages_per_minute: int = Field(default=12, ge=1, le=1_000_000)
     max_response_bytes: int = Field(default=1_000_000, ge=1024, le=100_000_000)
