@@ -5,16 +5,25 @@ brand.toml and the deployment's settings in the environment (see .env.example).
 """
 
 import chainlit as cl
+from chainlit.data.base import BaseDataLayer
 
-from brandbot_runtime import chat, edge
+from brandbot_runtime import chat, edge, persistence
+from brandbot_runtime.settings import current_settings
 
 edge.install()  # security headers, allowed origins and request limits on Chainlit's server
 
 
 @cl.on_app_startup
-def on_app_startup() -> None:
-    """Check the configuration and protect the logs before the first customer arrives."""
+async def on_app_startup() -> None:
+    """Check the configuration, protect the logs and migrate the database before the first customer arrives."""
     chat.startup()
+    await persistence.prepare(current_settings())
+
+
+@cl.data_layer
+def data_layer() -> BaseDataLayer | None:
+    """Where Chainlit keeps conversations (None: not stored; see brandbot_runtime.persistence)."""
+    return persistence.data_layer()
 
 
 @cl.on_chat_start

@@ -18,16 +18,19 @@ from chainlit.data.base import BaseDataLayer
 from chainlit.data.sql_alchemy import SQLAlchemyDataLayer
 from chainlit.logger import logger as chainlit_logger
 from dotenv import dotenv_values
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import sessionmaker
 
 from . import schema
 from .database_url import describe, resolve_database_url
 from .project_paths import dotenv_file
-from .schema.engine import SQLITE_BUSY_TIMEOUT_MS, is_sqlite, sqlite_pragmas
+from .schema.engine import create_engine, is_sqlite
 from .settings import ConfigurationError, Settings
 
 log = logging.getLogger("brandbot")
 
 _ready_url: str | None = None  # set once the schema is in place
+_SQLITE_POOL = {"pool_size": 3, "max_overflow": 2}
 
 
 def database_url(settings: Settings) -> str | None:
@@ -75,15 +78,17 @@ def data_layer() -> BaseDataLayer | None:
 
 class StoredConversations(SQLAlchemyDataLayer):
     """Chainlit's SQLAlchemy data layer with the gaps it leaves on our databases closed:
-    SQLite connections get WAL and a busy timeout (schema.engine); a list or dict value (a thread's
+    SQLite connections get WAL, a busy timeout and a bounded pool (schema.engine); a list or dict value (a thread's
     tags, a message's modes) is bound as JSON where the driver cannot bind it (upstream #2528);
     timestamps are UTC whatever the server's time zone (Chainlit writes local time with a 'Z')."""
 
     def __init__(self, url: str) -> None:
-        connect_args = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000} if is_sqlite(url) else {}
         with _without_storage_warning():
-            super().__init__(conninfo=url, connect_args=connect_args)
-        sqlite_pragmas(self.engine)
+            super().__init__(conninfo=url)
+        # Chainlit's engine (not yet connected) is replaced by schema.engine's: SQLite's pragmas, and a
+        # small pool there, since SQLite writes one at a time and each connection keeps its own page cache.
+        self.engine = create_engine(url, **(_SQLITE_POOL if is_sqlite(url) else {}))
+        self.async_session = sessionmaker(bind=self.engine, expire_on_commit=False, class_=AsyncSession)
         self._sqlite = is_sqlite(url)
 
     async def get_current_timestamp(self) -> str:

@@ -19,6 +19,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from .database_url import resolve_database_url
 from .origins import parse_allowed_origins, parse_image_hosts
 from .project_paths import brand_data_file, dotenv_file
 
@@ -54,6 +55,16 @@ class Settings(BaseSettings):
     # comma-separated; the bot's own pages always may (request_guard). Same `| str` as above.
     allowed_origins: tuple[str, ...] | str = ()
     max_request_bytes: int = Field(default=262_144, ge=16_384, le=100_000_000)
+    # Where conversations are kept: empty, the project's SQLite file; `off`, nowhere; else a
+    # PostgreSQL or SQLite URL (database_url.py). Secret: a URL may carry a password.
+    database_url: SecretStr = SecretStr("")
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_is_usable(cls, value: SecretStr) -> SecretStr:
+        """A URL the bot cannot use is refused at start-up, never at the first customer's message."""
+        resolve_database_url(value.get_secret_value())
+        return value
 
     @field_validator("image_hosts", mode="before")
     @classmethod

@@ -13,6 +13,7 @@ from sqlalchemy import URL, event, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+SQLITE_CACHE_KIB = 512  # page cache per connection (SQLite's default is 2 MB): rows are written, rarely read
 VERSION_TABLE = "brandbot_schema_version"  # Alembic's record of the applied migration
 
 
@@ -34,12 +35,6 @@ def create_engine(url: str, **options: Any) -> AsyncEngine:
     return engine
 
 
-def sqlite_pragmas(engine: AsyncEngine) -> None:
-    """Apply the SQLite settings to an engine made elsewhere (Chainlit's data layer makes its own)."""
-    if is_sqlite(engine.url):
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-
-
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     try:
@@ -47,5 +42,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
     finally:
         cursor.close()
