@@ -5,7 +5,9 @@ reconnect, update_thread, upsert_feedback) on the customer's path, and its SQLAl
 every SQL error into a WARNING per call, with the statement's parameters (customer text) in it.
 `guarded(inner)` wraps any data layer so that, whatever the database does:
 
-- the caller waits at most a short timeout, and no call raises;
+- the caller waits at most a short timeout, and no call raises (the step and element writes Chainlit
+  fires and forgets get a longer bound: nobody waits for them, and a busy SQLite under load must
+  not count as a failing one);
 - after the database fails, a circuit stays open for a few seconds: calls return at once (reads an
   empty answer of the right type, writes are skipped and counted), then one call probes again;
 - what is wrong is logged at most once a minute per kind, without customer text or the password,
@@ -48,6 +50,9 @@ T = TypeVar("T")
 # closed, so one bad row (which a customer might provoke on purpose) cannot stop everyone's writes.
 STATEMENT_ERRORS = frozenset({"IntegrityError", "DataError", "ProgrammingError", "NotSupportedError"})
 DRIVER_MODULES = ("sqlalchemy", "asyncpg", "aiosqlite", "sqlite3", "psycopg", "pymysql", "aiomysql")
+# SQLite reports a schema problem as an OperationalError too; the database answered all the same.
+_SCHEMA_PROBLEM = re.compile(r"no such (table|column)|has no column named|syntax error", re.IGNORECASE)
+BACKGROUND_WRITES = frozenset({"create_step", "update_step", "delete_step", "create_element", "delete_element"})
 _QUOTED = re.compile(r"'[^'\n]*'|\"[^\"\n]*\"")
 _URL_PASSWORD = re.compile(r"(\b[a-zA-Z][\w+.-]*://[^:/@\s]*:)[^@\s]*@")
 _LOGGED_CLASS = re.compile(r"\(([\w.]+)\)")
@@ -146,12 +151,14 @@ class GuardState:
 class DataLayerGuard(BaseDataLayer):
     """Delegates every data-layer call to `inner`, bounded in time and never failing the caller."""
 
-    def __init__(self, inner: BaseDataLayer, *, timeout_seconds: float = 1.0, open_seconds: float = 5.0,
+    def __init__(self, inner: BaseDataLayer, *, timeout_seconds: float = 1.0,
+                 background_timeout_seconds: float = 10.0, open_seconds: float = 5.0,
                  log_interval_seconds: float = 60.0, max_in_flight: int = 200, url: str | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  inner_loggers: Iterable[str] = ("chainlit",)) -> None:
         self.inner = inner
         self.timeout_seconds = timeout_seconds
+        self.background_timeout_seconds = background_timeout_seconds
         self.open_seconds = open_seconds
         self.log_interval_seconds = log_interval_seconds
         self.max_in_flight = max_in_flight
@@ -192,8 +199,9 @@ class DataLayerGuard(BaseDataLayer):
             _current.reset(token)
         state.in_flight += 1
         task.add_done_callback(self._finished)
+        bound = self.background_timeout_seconds if name in BACKGROUND_WRITES else self.timeout_seconds
         try:
-            done, _ = await asyncio.wait({task}, timeout=self.timeout_seconds)
+            done, _ = await asyncio.wait({task}, timeout=bound)
         except asyncio.CancelledError:
             if probe:
                 state.probing = False
@@ -204,7 +212,7 @@ class DataLayerGuard(BaseDataLayer):
             # Abandoned, not cancelled: cancelling SQLAlchemy mid-statement left SQLite connections
             # holding locks, and persistence took 24 s instead of under a second to resume after a
             # lock (test_data_layer_guard). It finishes on its own, counted against max_in_flight.
-            return self._failed(write, default, "timeout", f"no answer within {self.timeout_seconds:g} s ({name})",
+            return self._failed(write, default, "timeout", f"no answer within {bound:g} s ({name})",
                                 opens=True)
         error = task.exception()
         if error is not None:
@@ -212,10 +220,12 @@ class DataLayerGuard(BaseDataLayer):
                 self._healthy()
                 return default  # Chainlit's SQL layer says "no such thread" this way
             kind = type(error).__name__
-            return self._failed(write, default, kind, f"{kind}: {error}", opens=_opens_circuit(error))
+            detail = f"{kind}: {error}"
+            return self._failed(write, default, kind, detail, opens=_opens_circuit(error) and not _schema(detail))
         if outcome.problem is not None:
             kind = _logged_kind(outcome.problem)
-            return self._failed(write, default, kind, outcome.problem, opens=kind not in STATEMENT_ERRORS)
+            opens = kind not in STATEMENT_ERRORS and not _schema(outcome.problem)
+            return self._failed(write, default, kind, outcome.problem, opens=opens)
         self._healthy()
         return task.result()
 
@@ -243,8 +253,9 @@ class DataLayerGuard(BaseDataLayer):
         trouble.failures += 1
         trouble.summary = redact(detail, self.secrets)
         if trouble.last_logged is None or now - trouble.last_logged >= self.log_interval_seconds:
-            log.warning("database failing (%s): %s; %d failed calls and %d skipped writes since the last report; "
-                        "customers are answered without persistence", kind, trouble.summary,
+            what = "database failing" if opens else "database refused a statement"
+            log.warning("%s (%s): %s; %d failed calls and %d skipped writes since the last report; "
+                        "customers are answered without persistence", what, kind, trouble.summary,
                         trouble.failures, state.skipped_writes)
             trouble.last_logged, trouble.failures, state.skipped_writes = now, 0, 0
         return default
@@ -340,6 +351,11 @@ def _opens_circuit(error: BaseException) -> bool:
     if isinstance(error, (OSError, TimeoutError)):
         return True
     return any(klass.__module__.startswith(DRIVER_MODULES) for klass in type(error).__mro__)
+
+
+def _schema(detail: str) -> bool:
+    """Whether a failure names a schema problem (a missing table or column), not an unreachable database."""
+    return bool(_SCHEMA_PROBLEM.search(detail.split("[SQL", 1)[0]))
 
 
 def _logged_kind(message: str) -> str:

@@ -56,18 +56,22 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterat
 @pytest.fixture(autouse=True)
 def data_layer_errors() -> Iterator[list[logging.LogRecord]]:
     """Chainlit's data layer turns a failed SQL statement into a WARNING and carries on, losing the
-    row: any such record fails the test (a test that provokes one on purpose clears the list)."""
+    row: any such record fails the test (a test that provokes one on purpose clears the list). Behind
+    data_layer_guard the same failure is the guard's WARNING on brandbot.persistence."""
     records: list[logging.LogRecord] = []
 
     class Catch(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
-            if record.levelno >= logging.WARNING and "error occurred" in record.getMessage():
+            if record.levelno >= logging.WARNING and ("error occurred" in record.getMessage()
+                                                      or record.name == "brandbot.persistence"):
                 records.append(record)
 
     handler = Catch()
-    logging.getLogger("chainlit").addHandler(handler)
+    for name in ("chainlit", "brandbot.persistence"):
+        logging.getLogger(name).addHandler(handler)
     yield records
-    logging.getLogger("chainlit").removeHandler(handler)
+    for name in ("chainlit", "brandbot.persistence"):
+        logging.getLogger(name).removeHandler(handler)
     assert not records, [record.getMessage() for record in records]
 
 

@@ -60,6 +60,12 @@ class FakeLayer(BaseDataLayer):
             chainlit_logger.warning("An error occurred: (sqlite3.OperationalError) attempt to write a readonly "
                                     f"database\n[SQL: INSERT INTO steps ...]\n[parameters: ('{CUSTOMER_TEXT}',)]")
             return None
+        if self.mode == "drift":
+            chainlit_logger.warning("An error occurred: (sqlite3.OperationalError) table steps has no column named "
+                                    f"autoCollapse\n[parameters: ('{CUSTOMER_TEXT}',)]")
+            return None
+        if self.mode == "slow":  # a busy database: it answers, late
+            await asyncio.sleep(0.3)
         if self.mode == "duplicate":
             chainlit_logger.warning("An error occurred: (sqlite3.IntegrityError) UNIQUE constraint failed: "
                                     f"steps.id\n[parameters: ('{CUSTOMER_TEXT}',)]")
@@ -126,8 +132,17 @@ class FakeLayer(BaseDataLayer):
         return await self._database("get_favorite_steps")
 
 
+@pytest.fixture(autouse=True)
+def provoked_on_purpose(data_layer_errors: list[logging.LogRecord]) -> Iterator[None]:
+    """These tests make the database fail and assert the guard's lines themselves (caplog); the conftest
+    fixture that fails a test on any data-layer warning is told so."""
+    yield
+    data_layer_errors.clear()
+
+
 def guard_of(inner: BaseDataLayer, clock: Clock, **options: Any) -> DataLayerGuard:
-    layer = guarded(inner, clock=clock, **{"timeout_seconds": 0.2, **options})
+    bound = options.pop("timeout_seconds", 0.2)
+    layer = guarded(inner, clock=clock, timeout_seconds=bound, background_timeout_seconds=bound, **options)
     assert isinstance(layer, DataLayerGuard) and isinstance(layer, BaseDataLayer)
     return layer
 
@@ -261,6 +276,30 @@ async def test_a_refused_statement_is_logged_but_leaves_the_circuit_closed(
     assert "IntegrityError" in lines(caplog, logging.WARNING)[0]
 
 
+async def test_a_missing_column_is_a_schema_problem_that_leaves_the_circuit_closed(
+        caplog: pytest.LogCaptureFixture) -> None:
+    inner, clock = FakeLayer(), Clock()
+    inner.mode = "drift"
+    layer = guard_of(inner, clock)
+    await layer.create_step({"id": "run", "threadId": "t"})  # type: ignore[typeddict-item]
+    inner.mode = "ok"
+    await layer.create_step({"id": "answer", "threadId": "t"})  # type: ignore[typeddict-item]
+    assert inner.stored == ["answer"]
+    [warning] = lines(caplog, logging.WARNING)
+    assert "database refused a statement" in warning and "has no column named autoCollapse" in warning
+
+
+async def test_chainlits_background_writes_may_take_longer_than_what_someone_awaits() -> None:
+    inner, clock = FakeLayer(), Clock()
+    inner.mode = "slow"
+    layer = guarded(inner, clock=clock, timeout_seconds=0.1, background_timeout_seconds=2.0)
+    await layer.create_step({"id": "late but stored", "threadId": "t"})  # type: ignore[typeddict-item]
+    assert inner.stored == ["late but stored"]
+    started = time.monotonic()
+    assert await layer.get_thread("t") is None  # a reconnecting customer waits 0.1 s at most
+    assert time.monotonic() - started < 0.25
+
+
 def test_redact_keeps_what_is_wrong_and_drops_values_and_passwords() -> None:
     message = (f"(sqlalchemy.dialects.postgresql.asyncpg.Error) connect to {URL} failed: "
                f"value '{CUSTOMER_TEXT}'\n[SQL: SELECT 1]")
@@ -312,7 +351,7 @@ def database(tmp_path: Path) -> Path:
 async def sqlite_layer(database: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[DataLayerGuard]:
     """Chainlit's SQL layer on the file, behind the guard, as the process-wide data layer."""
     layer = guarded(SQLAlchemyDataLayer(conninfo=f"sqlite+aiosqlite:///{database}"), timeout_seconds=0.3,
-                    open_seconds=0.5)
+                    background_timeout_seconds=0.3, open_seconds=0.5)
     assert isinstance(layer, DataLayerGuard)
     monkeypatch.setattr(chainlit_data, "_data_layer", layer)
     monkeypatch.setattr(chainlit_data, "_data_layer_initialized", True)

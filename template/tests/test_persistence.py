@@ -18,6 +18,7 @@ from chainlit.types import Feedback
 
 import app
 from brandbot_runtime import persistence
+from brandbot_runtime.data_layer_guard import DataLayerGuard
 from brandbot_runtime.database_url import DEFAULT_SQLITE_FILE, describe, resolve_database_url, sqlite_url
 from brandbot_runtime.project_paths import PROJECT_DIR
 from brandbot_runtime.settings import ConfigurationError, validate_settings
@@ -63,7 +64,8 @@ async def database(configure, middleware: MiddlewareDouble, tmp_path: Path,
     monkeypatch.setattr(chainlit_data, "_data_layer_initialized", False)
     await app.on_app_startup()
     layer = chainlit_data.get_data_layer()
-    assert isinstance(layer, persistence.StoredConversations)
+    assert isinstance(layer, DataLayerGuard | persistence.StoredConversations)
+    assert isinstance(getattr(layer, "inner", layer), persistence.StoredConversations)
     yield path
     await settle()
     await layer.close()
