@@ -39,6 +39,7 @@ def test_fifty_concurrent_sessions_keep_their_own_histories(rendered: Callable[[
     # Every exchange stored in the default SQLite file, the run step included: Chainlit's data layer
     # logs a failed write ("database is locked", a missing column) only as a WARNING.
     assert "error occurred" not in app.log()
+    assert not [line for line in app.log().splitlines() if "brandbot.persistence" in line]  # data_layer_guard
     with sqlite3.connect(project / ".data/conversations.sqlite3") as database:
         stored = database.execute("""SELECT COUNT(DISTINCT u.output), COUNT(r.id) FROM steps u
                                      JOIN steps r ON r."parentId" = u.id AND r.type = 'run'

@@ -5,9 +5,8 @@ reconnect, update_thread, upsert_feedback) on the customer's path, and its SQLAl
 every SQL error into a WARNING per call, with the statement's parameters (customer text) in it.
 `guarded(inner)` wraps any data layer so that, whatever the database does:
 
-- the caller waits at most a short timeout, and no call raises (the step and element writes Chainlit
-  fires and forgets get a longer bound: nobody waits for them, and a busy SQLite under load must
-  not count as a failing one);
+- the caller waits at most a short timeout, and no call raises (the writes nobody waits for get a
+  longer bound, BACKGROUND_WRITES: a busy SQLite under load must not count as a failing one);
 - after the database fails, a circuit stays open for a few seconds: calls return at once (reads an
   empty answer of the right type, writes are skipped and counted), then one call probes again;
 - what is wrong is logged at most once a minute per kind, without customer text or the password,
@@ -52,7 +51,10 @@ STATEMENT_ERRORS = frozenset({"IntegrityError", "DataError", "ProgrammingError",
 DRIVER_MODULES = ("sqlalchemy", "asyncpg", "aiosqlite", "sqlite3", "psycopg", "pymysql", "aiomysql")
 # SQLite reports a schema problem as an OperationalError too; the database answered all the same.
 _SCHEMA_PROBLEM = re.compile(r"no such (table|column)|has no column named|syntax error", re.IGNORECASE)
-BACKGROUND_WRITES = frozenset({"create_step", "update_step", "delete_step", "create_element", "delete_element"})
+# Writes nobody waits for: Chainlit fires step and element writes as tasks, and awaits update_thread
+# only inside its own task (emitter.init_thread) or when the socket goes (persist_user_session).
+BACKGROUND_WRITES = frozenset({"create_step", "update_step", "delete_step", "create_element", "delete_element",
+                               "update_thread"})
 _QUOTED = re.compile(r"'[^'\n]*'|\"[^\"\n]*\"")
 _URL_PASSWORD = re.compile(r"(\b[a-zA-Z][\w+.-]*://[^:/@\s]*:)[^@\s]*@")
 _LOGGED_CLASS = re.compile(r"\(([\w.]+)\)")
@@ -149,11 +151,16 @@ class GuardState:
 
 
 class DataLayerGuard(BaseDataLayer):
-    """Delegates every data-layer call to `inner`, bounded in time and never failing the caller."""
+    """Delegates every data-layer call to `inner`, bounded in time and never failing the caller.
+
+    max_in_flight is about 4x the backlog a healthy SQLite reached with 50 concurrent sessions
+    (1,250-1,500 calls in flight in test_concurrency); a hung database reaches it only before its
+    first timeout opens the circuit, or with writes abandoned to a database that never answers.
+    """
 
     def __init__(self, inner: BaseDataLayer, *, timeout_seconds: float = 1.0,
                  background_timeout_seconds: float = 10.0, open_seconds: float = 5.0,
-                 log_interval_seconds: float = 60.0, max_in_flight: int = 200, url: str | None = None,
+                 log_interval_seconds: float = 60.0, max_in_flight: int = 5000, url: str | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  inner_loggers: Iterable[str] = ("chainlit",)) -> None:
         self.inner = inner
@@ -253,7 +260,8 @@ class DataLayerGuard(BaseDataLayer):
         trouble.failures += 1
         trouble.summary = redact(detail, self.secrets)
         if trouble.last_logged is None or now - trouble.last_logged >= self.log_interval_seconds:
-            what = "database failing" if opens else "database refused a statement"
+            what = ("database failing" if opens else "database too slow for the load" if kind == "overloaded"
+                    else "database refused a statement")
             log.warning("%s (%s): %s; %d failed calls and %d skipped writes since the last report; "
                         "customers are answered without persistence", what, kind, trouble.summary,
                         trouble.failures, state.skipped_writes)
