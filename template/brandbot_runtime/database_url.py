@@ -9,12 +9,14 @@ URL: it may hold a password.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+from dotenv import dotenv_values
 from sqlalchemy import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from .project_paths import PROJECT_DIR
+from .project_paths import PROJECT_DIR, dotenv_file
 
 OFF = "off"
 DEFAULT_SQLITE_FILE = PROJECT_DIR / ".data" / "conversations.sqlite3"
@@ -46,6 +48,15 @@ def resolve_database_url(raw: str) -> str | None:
             raise ValueError("a SQLite URL needs a file path (sqlite+aiosqlite:///path/to/file.sqlite3)")
         return sqlite_url(PROJECT_DIR / Path(url.database))
     return url.render_as_string(hide_password=False)
+
+
+def configured_url() -> str | None:
+    """resolve_database_url() of DATABASE_URL from the environment, else .env: for commands that run
+    without the bot's other settings and must not import Chainlit (it writes into the working directory)."""
+    raw = os.environ.get("DATABASE_URL")
+    if raw is None and dotenv_file().is_file():
+        raw = dotenv_values(dotenv_file()).get("DATABASE_URL")
+    return resolve_database_url(raw or "")
 
 
 def sqlite_url(path: Path) -> str:

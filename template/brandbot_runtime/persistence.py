@@ -17,15 +17,15 @@ from typing import Any
 from chainlit.data.base import BaseDataLayer
 from chainlit.data.sql_alchemy import SQLAlchemyDataLayer
 from chainlit.logger import logger as chainlit_logger
-from dotenv import dotenv_values
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import sessionmaker
 
 from . import schema
-from .database_url import describe, resolve_database_url
-from .project_paths import dotenv_file
+from .database_url import configured_url, describe, resolve_database_url
 from .schema.engine import create_engine, is_sqlite
 from .settings import ConfigurationError, Settings
+
+__all__ = ["StoredConversations", "configured_url", "data_layer", "database_url", "prepare"]
 
 log = logging.getLogger("brandbot")
 
@@ -36,17 +36,6 @@ _SQLITE_POOL = {"pool_size": 3, "max_overflow": 2}
 def database_url(settings: Settings) -> str | None:
     """The SQLAlchemy URL the deployment stores conversations at; None when DATABASE_URL=off."""
     return resolve_database_url(settings.database_url.get_secret_value())
-
-
-def configured_url() -> str | None:
-    """Like database_url(), for tools that run without the bot's other settings (the schema command):
-    DATABASE_URL from the environment, else from .env. Raises ValueError for an unusable value."""
-    import os
-
-    raw = os.environ.get("DATABASE_URL")
-    if raw is None:
-        raw = dotenv_values(dotenv_file()).get("DATABASE_URL") if dotenv_file().is_file() else None
-    return resolve_database_url(raw or "")
 
 
 async def prepare(settings: Settings | ConfigurationError) -> str | None:

@@ -8,6 +8,8 @@ import dataclasses
 import inspect
 import re
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import chainlit as cl
@@ -19,6 +21,7 @@ from chainlit.user import PersistedUser
 
 from brandbot_runtime import schema
 from brandbot_runtime.database_url import sqlite_url
+from brandbot_runtime.project_paths import PROJECT_DIR
 from brandbot_runtime.schema.engine import VERSION_TABLE
 
 from .chat_harness import ChatHarness
@@ -149,3 +152,35 @@ async def test_the_drift_check_names_a_missing_column(tmp_path: Path) -> None:
         connection.execute('ALTER TABLE steps DROP COLUMN "autoCollapse"')
         connection.execute('ALTER TABLE feedbacks DROP COLUMN "comment"')
     assert missing_columns(database) == {"steps": ["autoCollapse"], "feedbacks": ["comment"]}
+
+
+def schema_command(*arguments: str, cwd: Path, database_url: str) -> subprocess.CompletedProcess[str]:
+    environment = {"PATH": "/usr/bin:/bin", "DATABASE_URL": database_url, "PYTHONPATH": str(PROJECT_DIR)}
+    return subprocess.run([sys.executable, "-m", "brandbot_runtime.schema", *arguments], cwd=cwd, env=environment,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_the_schema_command_upgrades_and_reports_from_any_directory(tmp_path: Path) -> None:
+    database = tmp_path / "db" / "chats.sqlite3"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    url = sqlite_url(database)
+    before = schema_command("current", cwd=elsewhere, database_url=url)
+    assert before.returncode == 0 and "schema at none" in before.stdout, before.stderr
+    assert not database.parent.exists()  # asking created nothing
+    for _ in range(2):
+        upgraded = schema_command("upgrade", cwd=elsewhere, database_url=url)
+        assert upgraded.returncode == 0, upgraded.stderr
+        assert f"schema at {schema.head()}" in upgraded.stdout
+    assert schema.current(url) == schema.head()
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_the_schema_command_says_in_one_line_why_it_failed(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder", encoding="utf-8")
+    failed = schema_command("upgrade", cwd=tmp_path, database_url=sqlite_url(blocker / "chats.sqlite3"))
+    assert failed.returncode == 1
+    assert "upgrade failed" in failed.stderr and "Traceback" not in failed.stderr
+    refused = schema_command("upgrade", cwd=tmp_path, database_url="mysql://bot:hunter22@db/chats")
+    assert refused.returncode == 2 and "DATABASE_URL" in refused.stderr and "hunter22" not in refused.stderr

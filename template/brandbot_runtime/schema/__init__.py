@@ -58,6 +58,8 @@ def current(url: str) -> str | None:
 
     from .engine import VERSION_TABLE, create_engine
 
+    if (path := sqlite_file(url)) is not None and not path.exists():
+        return None  # asking must not create the file
     async def read() -> str | None:
         engine = create_engine(url)
         try:

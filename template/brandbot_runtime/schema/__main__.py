@@ -1,14 +1,16 @@
 """`python -m brandbot_runtime.schema upgrade|current|head`: the schema by hand, e.g. before a deploy.
 
 The database is the bot's own: DATABASE_URL from the environment or .env, else the project's
-SQLite file (see brandbot_runtime.persistence).
+SQLite file (see brandbot_runtime.database_url). Chainlit is not imported: it would write its
+files into the working directory.
 """
 
 from __future__ import annotations
 
 import sys
 
-from brandbot_runtime import persistence, schema
+from brandbot_runtime import schema
+from brandbot_runtime.database_url import configured_url, describe
 
 
 def main(argv: list[str]) -> int:
@@ -19,19 +21,24 @@ def main(argv: list[str]) -> int:
         print(schema.head())
         return 0
     try:
-        url = persistence.configured_url()
+        url = configured_url()
     except ValueError as error:
         print(f"DATABASE_URL: {error}", file=sys.stderr)
         return 2
     if url is None:
         print("persistence is off (DATABASE_URL=off): nothing to do", file=sys.stderr)
         return 0
-    shown = persistence.describe(url)
-    if argv[0] == "upgrade":
-        schema.upgrade(url)
-        print(f"{shown}: schema at {schema.head()}")
-    else:
-        print(f"{shown}: schema at {schema.current(url) or 'none'} (newest {schema.head()})")
+    shown = describe(url)
+    try:
+        if argv[0] == "upgrade":
+            schema.upgrade(url)
+            print(f"{shown}: schema at {schema.head()}")
+        else:
+            print(f"{shown}: schema at {schema.current(url) or 'none'} (newest {schema.head()})")
+    except Exception as error:  # noqa: BLE001  # one line for the operator, not a traceback
+        detail = (str(error).splitlines() or [""])[0][:300]
+        print(f"{shown}: {argv[0]} failed ({type(error).__name__}: {detail})", file=sys.stderr)
+        return 1
     return 0
 
 
