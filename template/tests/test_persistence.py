@@ -64,8 +64,7 @@ async def database(configure, middleware: MiddlewareDouble, tmp_path: Path,
     monkeypatch.setattr(chainlit_data, "_data_layer_initialized", False)
     await app.on_app_startup()
     layer = chainlit_data.get_data_layer()
-    assert isinstance(layer, DataLayerGuard | persistence.StoredConversations)
-    assert isinstance(getattr(layer, "inner", layer), persistence.StoredConversations)
+    assert isinstance(layer, DataLayerGuard) and isinstance(layer.inner, persistence.StoredConversations)
     yield path
     await settle()
     await layer.close()
