@@ -274,7 +274,7 @@ def main(argv: Iterable[str] | None = None) -> int:
     arguments = parser.parse_args(list(argv) if argv is not None else None)
 
     from . import schema
-    from .persistence import configured_url
+    from .database_url import configured_url  # not persistence: that imports Chainlit, which writes into the cwd
 
     try:
         url = configured_url()
