@@ -7,17 +7,21 @@ brand.toml and the deployment's settings in the environment (see .env.example).
 import chainlit as cl
 from chainlit.data.base import BaseDataLayer
 
-from brandbot_runtime import chat, edge, persistence
-from brandbot_runtime.settings import current_settings
+from brandbot_runtime import chat, edge, persistence, transcripts
+from brandbot_runtime.settings import ConfigurationError, current_settings
 
 edge.install()  # security headers, allowed origins and request limits on Chainlit's server
 
 
 @cl.on_app_startup
 async def on_app_startup() -> None:
-    """Check the configuration, protect the logs and migrate the database before the first customer arrives."""
+    """Check the configuration, protect the logs and migrate the database before the first customer arrives;
+    then purge conversations past RETENTION_DAYS, now and daily."""
     chat.startup()
-    await persistence.prepare(current_settings())
+    settings = current_settings()
+    url = await persistence.prepare(settings)
+    if url is not None and not isinstance(settings, ConfigurationError):
+        transcripts.start_retention(url, settings.retention_days)
 
 
 @cl.data_layer
