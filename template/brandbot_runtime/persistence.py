@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import sessionmaker
 
 from . import schema
+from .data_layer_guard import guarded
 from .database_url import configured_url, describe, resolve_database_url
 from .schema.engine import create_engine, is_sqlite
 from .settings import ConfigurationError, Settings
@@ -62,7 +63,7 @@ async def prepare(settings: Settings | ConfigurationError) -> str | None:
 
 def data_layer() -> BaseDataLayer | None:
     """What app.py's @cl.data_layer hands Chainlit: a layer on the migrated database, or None."""
-    return StoredConversations(_ready_url) if _ready_url is not None else None
+    return guarded(StoredConversations(_ready_url), url=_ready_url) if _ready_url is not None else None
 
 
 class StoredConversations(SQLAlchemyDataLayer):
