@@ -202,8 +202,9 @@ def percentile(seconds: list[float], fraction: float) -> float:
 
 def test_postgresql_stopped_mid_conversation_costs_the_customer_nothing(
         postgres: PostgresCluster, stored_bot: RunningBot) -> None:
-    """The database crashes mid-conversation: every message is still answered, no slower, and once it is
-    back the conversation is stored again, in the same session."""
+    """The database crashes mid-conversation: every message is still answered, no slower, the log says what
+    is wrong without repeating it per message, and once it is back the conversation is stored again, in the
+    same session."""
     def stored(prefix: str) -> int:
         return int(postgres.psql(f"SELECT count(*) FROM steps WHERE type = 'user_message' AND output LIKE '{prefix}%'",
                                  database="bot"))
@@ -238,3 +239,8 @@ def test_postgresql_stopped_mid_conversation_costs_the_customer_nothing(
     assert stored("Up") == 30
     assert stored("Down") == 0  # skipped while the database was down, not replayed
     assert stored("Back") >= 1, f"nothing stored after the restart ({back} messages sent)"
+    # said once per kind of failure, not per message or write (data_layer_guard), and once when it is back
+    log = stored_bot.app.log()
+    assert 1 <= log.count("database failing") <= 3, log
+    assert log.count("database is back") == 1, log
+    assert " - WARNING - chainlit - " not in log
