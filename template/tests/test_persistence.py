@@ -177,3 +177,31 @@ def test_an_unusable_database_url_is_refused_at_start_without_its_value(monkeypa
 def test_a_logged_url_hides_its_password() -> None:
     shown = describe("postgresql+asyncpg://bot:hunter22@db/chats")
     assert "hunter22" not in shown and "db/chats" in shown
+
+
+async def test_a_steps_writes_land_in_the_order_they_were_made(database: Path, session: ChatHarness) -> None:
+    """Chainlit starts each write of a message as its own task; when the first ("Thinking...") is the
+    slower one, it must still not land last (it did for about 1 answer in 10)."""
+    await session.start()
+    await converse(session, "hello")
+    await settle()
+    layer = chainlit_data.get_data_layer()
+    assert isinstance(layer, DataLayerGuard)
+    stored: persistence.StoredConversations = layer.inner
+    original = stored.update_thread
+    delayed: list[str] = []
+
+    async def first_write_slow(thread_id: str, *args: object, **kwargs: object) -> None:
+        if not delayed:  # create_step begins with update_thread: hold the first write back
+            delayed.append(thread_id)
+            await asyncio.sleep(0.3)
+        await original(thread_id, *args, **kwargs)
+
+    stored.update_thread = first_write_slow  # type: ignore[method-assign]
+    step = cl.Message(content="Thinking...", author="Bot").to_dict()
+    first = asyncio.create_task(stored.create_step(dict(step)))
+    second = asyncio.create_task(stored.update_step({**step, "output": "Your parcel is on its way."}))
+    await asyncio.gather(first, second)
+    assert delayed
+    assert rows(database, "SELECT output FROM steps WHERE id = ?", step["id"]) == [("Your parcel is on its way.",)]
+    assert stored._step_locks == {}  # nothing kept once the step's writes are done
