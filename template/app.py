@@ -6,8 +6,9 @@ brand.toml and the deployment's settings in the environment (see .env.example).
 
 import chainlit as cl
 from chainlit.data.base import BaseDataLayer
+from chainlit.types import Feedback
 
-from brandbot_runtime import chat, edge, persistence, transcripts
+from brandbot_runtime import chat, edge, feedback_forwarding, persistence, transcripts
 from brandbot_runtime.settings import ConfigurationError, current_settings
 
 edge.install()  # security headers, allowed origins and request limits on Chainlit's server
@@ -22,6 +23,7 @@ async def on_app_startup() -> None:
     url = await persistence.prepare(settings)
     if url is not None and not isinstance(settings, ConfigurationError):
         transcripts.start_retention(url, settings.retention_days)
+    feedback_forwarding.announce(settings, stored=url is not None)
 
 
 @cl.data_layer
@@ -54,6 +56,13 @@ async def on_message(message: cl.Message) -> None:
     await chat.reply(message.content)
 
 
+@cl.on_feedback
+async def on_feedback(feedback: Feedback) -> None:
+    """Chainlit has stored a customer's thumbs (and comment) on an answer: forward it to
+    BACKEND_FEEDBACK_URL when set, in the background (see brandbot_runtime.feedback_forwarding)."""
+    await feedback_forwarding.forward(feedback)
+
+
 @cl.on_chat_end
 def on_chat_end() -> None:
     """The customer's connection ended: free what Chainlit keeps of the chat."""
@@ -62,5 +71,6 @@ def on_chat_end() -> None:
 
 @cl.on_app_shutdown
 async def on_app_shutdown() -> None:
-    """Close the pooled middleware connections."""
+    """Close the pooled middleware and feedback connections."""
     await chat.shutdown()
+    await feedback_forwarding.shutdown()

@@ -20,6 +20,7 @@ from chainlit.chat_context import chat_contexts
 from .brand import Brand, load_brand
 from .conversation import Conversation
 from .display import as_sent, plain
+from .feedback_forwarding import Answer, remember
 from .log_safety import protect_logs
 from .middleware import MiddlewareClient, MiddlewareError
 from .settings import ConfigurationError, Settings, current_settings
@@ -177,6 +178,7 @@ async def _exchange(brand: Brand, settings: Settings, conversation: Conversation
         # The answer as the middleware wrote it, for transcripts: `content` holds display escapes.
         status.metadata = {"brandbot": {"text": answer.response, "category": answer.category}}
         await status.update()
+        remember(status.parent_id, Answer(status.id, answer.response, answer.category))  # for its feedback
     except asyncio.CancelledError:
         await status.remove()  # the customer pressed stop: no half-finished status stays behind
         raise

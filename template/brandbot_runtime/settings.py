@@ -37,6 +37,9 @@ class Settings(BaseSettings):
 
     backend_api_url: HttpUrl
     backend_api_secret: SecretStr = Field(min_length=8)
+    # Where customers' thumbs and comments on answers are POSTed too, with the same secret header
+    # (feedback_forwarding.py); unset or empty: they are only stored.
+    backend_feedback_url: HttpUrl | None = None
     bot_name: str = Field(min_length=1, max_length=100)
     request_timeout_seconds: float = Field(gt=0, le=600)
     transition_delay_seconds: float = Field(ge=0, le=10)
@@ -77,6 +80,12 @@ class Settings(BaseSettings):
     def _allowed_origins_are_origins(cls, value: object) -> tuple[str, ...]:
         """Each entry scheme://host[:port], normalized the way browsers write the Origin header."""
         return parse_allowed_origins(value)
+
+    @field_validator("backend_feedback_url", mode="before")
+    @classmethod
+    def _empty_feedback_url_is_none(cls, value: object) -> object:
+        """BACKEND_FEEDBACK_URL= (as in .env.example) means feedback is only stored, not a broken URL."""
+        return None if isinstance(value, str) and not value.strip() else value
 
     @model_validator(mode="after")
     def _a_message_fits_in_a_request(self) -> Settings:
