@@ -132,3 +132,40 @@ def test_routing_reads_a_project_or_its_brand_toml(rendered) -> None:  # type: i
 def test_every_word_of_a_long_category_id_routes() -> None:
     """The bot cuts a long derived label when it shows it; routing must still see every word."""
     assert {"accounts", "fraud"} <= words("OrderTrackingReturnsProductInquiryBillingCardsLoansAccountsFraud")
+
+
+FEEDBACK = {"thread": "t-1", "message": {"id": "s-1", "text": "Your order left yesterday."}, "value": 0,
+            "comment": "Still not here", "category": "OrderTracking"}
+
+
+async def test_feedback_is_taken_checked_and_listed(client: httpx.AsyncClient) -> None:
+    taken = await client.post("/feedback", json=FEEDBACK, headers={"x-secret": SECRET})
+    assert taken.status_code == 204
+    listed = await client.get("/feedback", headers={"x-secret": SECRET})
+    assert listed.json() == [FEEDBACK]
+    assert (await client.get("/stats")).json()["feedback"] == 1
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        ({**FEEDBACK, "value": 5}, "value: must be one of [0, 1]"),
+        ({**FEEDBACK, "message": "text"}, "message: must be object"),
+        ({key: value for key, value in FEEDBACK.items() if key != "thread"}, "body: must contain"),
+        ({**FEEDBACK, "extra": 1}, "must not contain {'extra'}"),
+    ],
+)
+async def test_feedback_that_breaks_the_contract_is_422(client: httpx.AsyncClient, payload: dict, reason: str) -> None:
+    response = await client.post("/feedback", json=payload, headers={"x-secret": SECRET})
+    assert response.status_code == 422
+    assert reason in response.json()["detail"]
+    assert (await client.get("/feedback", headers={"x-secret": SECRET})).json() == []
+
+
+async def test_feedback_needs_the_secret_and_can_simulate_a_failure(client: httpx.AsyncClient) -> None:
+    assert (await client.post("/feedback", json=FEEDBACK)).status_code == 401
+    assert (await client.get("/feedback")).status_code == 401  # customers' comments: not for anyone
+    failing = {**FEEDBACK, "comment": "please simulate status 500"}
+    assert (await client.post("/feedback", json=failing, headers={"x-secret": SECRET})).status_code == 500
+    assert (await client.get("/stats")).json()["feedback"] == 0
+

@@ -172,7 +172,8 @@ def middleware(
     if not port_is_free(port):
         raise fail(f"port {port} on 127.0.0.1 is already in use; pick another with --port")
     header = auth_header or routing.auth_header
-    errors.print(f"reference middleware on http://127.0.0.1:{port}/chat (secret in header {header})",
+    errors.print(f"reference middleware on http://127.0.0.1:{port}/chat (secret in header {header}); "
+                 f"feedback: set BACKEND_FEEDBACK_URL=http://127.0.0.1:{port}/feedback, GET it to list what came",
                  markup=False, highlight=False)
     serve(routing, host="127.0.0.1", port=port, secret=secret, auth_header=header,
           latency_seconds=latency_ms / 1000)

@@ -4,7 +4,8 @@ It lets a brand's bot run end to end before the company's own middleware exists:
 the shared secret (401), checks the request against the contract's JSON Schema (422 with the
 reason), routes each message by keywords to one of the brand's categories and answers with a
 deterministic canned text. Messages such as "simulate error" or "simulate timeout" show the
-bot's failure paths on demand.
+bot's failure paths on demand. It also takes the customers' feedback the bot forwards
+(POST /feedback, checked against the schema's Feedback) and lists the latest (GET /feedback).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import hmac
 import json
 import re
 import unicodedata
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
 _WORD = re.compile(r"[^\W_]+")
 _HOLD_SECONDS = 600.0
+_FEEDBACK_KEPT = 100  # the latest feedbacks GET /feedback lists
 
 # Words that commonly name a support desk, grouped so that asking about "my parcel" finds the
 # desk labelled "Order Tracking". Each group carries the canned answer for its topic, in English
@@ -207,24 +209,37 @@ def routing_for(path: Path | None) -> Brand:
 
 
 @cache
-def request_validator() -> Callable[[Any], Any]:
-    """The contract's ChatRequest schema, read from the file every project ships, compiled once.
+def schema_validator(definition: str) -> Callable[[Any], Any]:
+    """One of the contract's definitions, read from the schema every project ships, compiled once.
 
     fastjsonschema compiles the schema to Python: about 60 µs for a 41-turn history where
     jsonschema's interpreter takes about 1 ms, which the middleware would add to every answer.
     """
     schema = json.loads(contract_schema().read_text(encoding="utf-8"))
-    return fastjsonschema.compile({**schema, "$ref": "#/$defs/ChatRequest"})
+    return fastjsonschema.compile({**schema, "$ref": f"#/$defs/{definition}"})
 
 
-def contract_problem(payload: Any) -> str | None:
-    """Why a request body breaks the contract, as `where: why`, or None."""
+def request_validator() -> Callable[[Any], Any]:
+    """The contract's ChatRequest schema."""
+    return schema_validator("ChatRequest")
+
+
+def schema_problem(definition: str, payload: Any) -> str | None:
+    """Why a body breaks the contract's `definition`, as `where: why`, or None."""
     try:
-        request_validator()(payload)
+        schema_validator(definition)(payload)
     except fastjsonschema.JsonSchemaException as error:
         where = "/".join(str(part) for part in error.path[1:]) or "body"
         why = re.sub(r"^data(\.[\w.\[\]]+)? ", "", error.message)
         return f"{where}: {why}"
+    return None
+
+
+def contract_problem(payload: Any) -> str | None:
+    """Why a request body breaks the contract, as `where: why`, or None."""
+    problem = schema_problem("ChatRequest", payload)
+    if problem:
+        return problem
     last = payload["history"][-1]
     if last != {"role": "user", "content": payload["message"]}:
         return "history: the last item must be the current message with role 'user'"
@@ -243,6 +258,7 @@ class Stats:
     longest_history: int = 0
     most_in_flight: int = 0  # requests being answered at the same moment, at most
     most_in_flight_per_session: int = 0  # the same, for one tagged session ("[s7] ...")
+    feedback: int = 0  # Feedback objects taken (POST /feedback answered 204)
 
 
 _SESSION_TAG = re.compile(r"^\[([A-Za-z0-9_-]{1,40})\] ")
@@ -263,11 +279,12 @@ def crossed_session(payload: dict[str, Any]) -> bool:
 
 def create_app(brand: Brand, *, secret: str, auth_header: str = "x-secret",
                latency_seconds: float = 0.0) -> Starlette:
-    """The middleware as an ASGI app: POST /chat, GET /health, GET /stats."""
+    """The middleware as an ASGI app: POST /chat, POST and GET /feedback, GET /health, GET /stats."""
     router = Router(brand)
     stats = Stats()
     expected = secret.encode()
     in_flight: Counter[str] = Counter()
+    feedbacks: deque[dict[str, Any]] = deque(maxlen=_FEEDBACK_KEPT)
 
     async def chat(request: Request) -> Response:
         stats.requests += 1
@@ -278,11 +295,17 @@ def create_app(brand: Brand, *, secret: str, auth_header: str = "x-secret",
         finally:
             in_flight["*"] -= 1
 
-    async def answer(request: Request) -> Response:
+    def refused(request: Request) -> Response | None:
+        """401 when the secret header is missing or wrong (compared in constant time)."""
         given = request.headers.get(auth_header, "").encode()
-        if not hmac.compare_digest(given, expected):
-            stats.rejected += 1
-            return JSONResponse({"detail": f"missing or wrong {auth_header} header"}, status_code=401)
+        if hmac.compare_digest(given, expected):
+            return None
+        stats.rejected += 1
+        return JSONResponse({"detail": f"missing or wrong {auth_header} header"}, status_code=401)
+
+    async def answer(request: Request) -> Response:
+        if (refusal := refused(request)) is not None:
+            return refusal
         raw = await request.body()
         stats.largest_request_bytes = max(stats.largest_request_bytes, len(raw))
         try:
@@ -323,6 +346,33 @@ def create_app(brand: Brand, *, secret: str, auth_header: str = "x-secret",
             body = {**body, "response": tag.group(0) + body["response"]}
         return JSONResponse(body, status_code=decision.status)
 
+    async def take_feedback(request: Request) -> Response:
+        """A customer's thumbs on an answer: checked against the schema's Feedback and kept (204), or a
+        simulated failure when the comment asks for one ("simulate status 500")."""
+        if (refusal := refused(request)) is not None:
+            return refusal
+        try:
+            payload = json.loads(await request.body())
+        except ValueError:
+            stats.rejected += 1
+            return JSONResponse({"detail": "body: not valid JSON"}, status_code=422)
+        problem = schema_problem("Feedback", payload)
+        if problem:
+            stats.rejected += 1
+            return JSONResponse({"detail": problem}, status_code=422)
+        simulated = re.search(r"simulate status (\d{3})", (payload["comment"] or "").lower())
+        if simulated:
+            return JSONResponse({"detail": "simulated status"}, status_code=int(simulated.group(1)))
+        stats.feedback += 1
+        feedbacks.append(payload)
+        return Response(status_code=204)
+
+    async def list_feedback(request: Request) -> Response:
+        """The latest feedbacks taken, oldest first (they hold customers' comments: secret required)."""
+        if (refusal := refused(request)) is not None:
+            return refusal
+        return JSONResponse(list(feedbacks))
+
     async def health(request: Request) -> Response:
         return PlainTextResponse("ok")
 
@@ -331,6 +381,8 @@ def create_app(brand: Brand, *, secret: str, auth_header: str = "x-secret",
 
     return Starlette(routes=[
         Route("/chat", chat, methods=["POST"]),
+        Route("/feedback", take_feedback, methods=["POST"]),
+        Route("/feedback", list_feedback, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
         Route("/stats", show_stats, methods=["GET"]),
     ])
