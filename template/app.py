@@ -6,9 +6,10 @@ brand.toml and the deployment's settings in the environment (see .env.example).
 
 import chainlit as cl
 from chainlit.data.base import BaseDataLayer
-from chainlit.types import Feedback
+from chainlit.types import Feedback, ThreadDict
+from starlette.datastructures import Headers
 
-from brandbot_runtime import chat, edge, feedback_forwarding, persistence, transcripts
+from brandbot_runtime import chat, edge, feedback_forwarding, identity, persistence, transcripts
 from brandbot_runtime.settings import ConfigurationError, current_settings
 
 edge.install()  # security headers, allowed origins and request limits on Chainlit's server
@@ -30,6 +31,19 @@ async def on_app_startup() -> None:
 def data_layer() -> BaseDataLayer | None:
     """Where Chainlit keeps conversations (None: not stored; see brandbot_runtime.persistence)."""
     return persistence.data_layer()
+
+
+@cl.header_auth_callback
+async def sign_in(headers: Headers) -> cl.User | None:
+    """Every browser is signed in without a form: as its visitor, or as the verified customer its
+    customer token names (see brandbot_runtime.identity)."""
+    return identity.user_for(headers)
+
+
+@cl.on_chat_resume
+async def on_chat_resume(thread: ThreadDict) -> None:
+    """A stored conversation reopened (a reload, another replica): carry on where it stopped."""
+    await chat.resume(thread)
 
 
 @cl.on_chat_start

@@ -146,12 +146,21 @@ def test_oversized_bodies_are_refused_before_they_are_read(bot: Service, project
     assert grown < 20, f"the process grew {grown:.0f} MB for a refused body"
 
 
+def _signed_in(base_url: str) -> str:
+    """A Cookie header signed in as a visitor, as the bot's own page gets one (POST /auth/header)."""
+    cookies = asyncio.run(ChainlitChat(base_url, timeout=5).sign_in())
+    assert "access_token" in cookies
+    return "; ".join(f"{name}={value}" for name, value in cookies.items())
+
+
 async def _websocket(base_url: str, origin: str | None) -> str:
-    """A full socket.io connection over the websocket transport, as Chainlit's client makes it."""
+    """A full socket.io connection over the websocket transport, as Chainlit's client makes it,
+    signed in: the Origin check is what refuses, not the lack of an identity."""
     client = socketio.AsyncClient(reconnection=False)
+    cookie = await asyncio.to_thread(_signed_in, base_url)
     try:
         await client.connect(base_url, socketio_path="/ws/socket.io", transports=["websocket"],
-                             headers={"Origin": origin} if origin else {}, wait_timeout=5,
+                             headers={"Cookie": cookie, **({"Origin": origin} if origin else {})}, wait_timeout=5,
                              auth={"sessionId": str(uuid.uuid4()), "clientType": "webapp", "userEnv": "{}",
                                    "threadId": "", "chatProfile": ""})
     except socketio.exceptions.ConnectionError:
@@ -182,17 +191,20 @@ def test_a_socket_from_another_web_page_is_refused(bot: Service, transport: str)
 
 def test_cors_answers_only_the_bot_itself_and_listed_sites(bot: Service) -> None:
     url = f"{bot.base_url}/project/settings?language=en-US"
+    signed_in = _signed_in(bot.base_url)
     with httpx.Client(timeout=5) as client:
-        foreign = client.get(url, headers={"Origin": "https://evil.example", "Cookie": "access_token=x"})
+        foreign = client.get(url, headers={"Origin": "https://evil.example", "Cookie": signed_in})
         assert foreign.status_code == 403
         assert "access-control-allow-origin" not in foreign.headers
         preflight = client.options(url, headers={"Origin": "https://evil.example",
                                                  "Access-Control-Request-Method": "GET"})
         assert "access-control-allow-origin" not in preflight.headers
-        listed = client.get(url, headers={"Origin": WIDGET_ORIGIN, "Cookie": "access_token=x"})
+        listed = client.get(url, headers={"Origin": WIDGET_ORIGIN, "Cookie": signed_in})
         assert listed.status_code == 200
         assert listed.headers["access-control-allow-origin"] == WIDGET_ORIGIN
-        assert client.get(url).status_code == 200  # no Origin: a non-browser client such as the smoke test
+        # no Origin: a non-browser client such as the smoke test, signed in like the page
+        assert client.get(url, headers={"Cookie": signed_in}).status_code == 200
+        assert client.get(url).status_code == 401  # nobody signed in: Chainlit's own answer
 
 
 async def _until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
@@ -356,7 +368,8 @@ def test_in_chromium_a_page_on_another_origin_cannot_chat_or_read_settings(brows
         assert page.evaluate(PROBE, bot.base_url) == {"settings": "failed", "polling": "failed",
                                                        "websocket": "refused"}
         page.goto(f"{WIDGET_ORIGIN}/")  # the site ALLOWED_ORIGINS lists (the website widget's case)
-        assert page.evaluate(PROBE, bot.base_url) == {"settings": "read 200", "polling": "read 200",
+        # it may read the answers (CORS): here Chainlit's 401, since this page has not signed in yet
+        assert page.evaluate(PROBE, bot.base_url) == {"settings": "read 401", "polling": "read 200",
                                                        "websocket": "opened 0"}
         page.goto(bot.base_url)  # the bot's own page still chats
         expect(page.locator('[data-step-type="assistant_message"]').first).to_be_visible(timeout=20_000)

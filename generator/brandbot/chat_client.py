@@ -9,6 +9,7 @@ step that wraps the handler for that message; every content the bot's message sh
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
 import uuid
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import socketio
 
 
@@ -56,10 +58,15 @@ class Exchange:
 class ChainlitChat:
     """One chat session: `async with ChainlitChat(url) as chat: welcome = await chat.welcome()`."""
 
-    def __init__(self, base_url: str, *, timeout: float = 30.0) -> None:
+    def __init__(self, base_url: str, *, timeout: float = 30.0, cookies: dict[str, str] | None = None,
+                 customer_token: str | None = None, thread_id: str = "") -> None:
         self.base_url = base_url
         self.timeout = timeout
         self.session_id = str(uuid.uuid4())
+        # The browser's cookies: pass a previous chat's to be the same visitor (see sign_in).
+        self.cookies: dict[str, str] = dict(cookies or {})
+        self.customer_token = customer_token
+        self.thread_id = thread_id  # a stored conversation to resume, as the page at /thread/<id> does
         self.steps: dict[str, Step] = {}
         self.events: list[tuple[str, Any]] = []
         self._sio = socketio.AsyncClient(reconnection=False)
@@ -76,13 +83,45 @@ class ChainlitChat:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
+    async def sign_in(self) -> dict[str, str]:
+        """Sign in as the page does when the app asks for it (`POST /auth/header`); the cookies it set.
+
+        The app's identity comes from the cookies sent (a visitor cookie from an earlier sign-in
+        makes the same visitor) and the customer token (the `x-customer-token` header); an app
+        without sign-in needs none of this.
+        """
+        headers = {"x-customer-token": self.customer_token} if self.customer_token else {}
+        async with httpx.AsyncClient(base_url=self.base_url, cookies=self.cookies, timeout=self.timeout) as http:
+            configuration = await http.get("/auth/config")
+            if configuration.status_code != 200 or not configuration.json().get("headerAuth"):
+                return self.cookies
+            answer = await http.post("/auth/header", json={}, headers=headers)
+            if answer.status_code != 200:
+                raise ChatProtocolError(f"sign-in refused: HTTP {answer.status_code}")
+            self.cookies.update({name: value for name, value in http.cookies.items() if value})
+        return self.cookies
+
+    @property
+    def user(self) -> str | None:
+        """Who the app signed this chat in as (the identifier in its sign-in cookie), if anyone."""
+        token = self.cookies.get("access_token")
+        if not token:
+            return None
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        return claims.get("identifier")
+
     async def connect(self) -> None:
-        """Open the socket and announce the client, which runs the app's on_chat_start."""
+        """Sign in if the app asks for it, open the socket and announce the client, which runs the
+        app's on_chat_start (or, with a thread id, its on_chat_resume)."""
+        await self.sign_in()
+        cookie = "; ".join(f"{name}={value}" for name, value in self.cookies.items())
         try:
             await self._sio.connect(
                 self.base_url, socketio_path="/ws/socket.io", transports=["websocket"],
+                headers={"Cookie": cookie} if cookie else {},
                 auth={"sessionId": self.session_id, "clientType": "webapp", "userEnv": "{}",
-                      "threadId": "", "chatProfile": ""},
+                      "threadId": self.thread_id, "chatProfile": ""},
                 wait_timeout=self.timeout,
             )
         except socketio.exceptions.ConnectionError as error:
@@ -121,7 +160,7 @@ class ChainlitChat:
         """Emit one customer message as the browser does; returns its id."""
         message_id = str(uuid.uuid4())
         await self._sio.emit("client_message", {
-            "message": {"id": message_id, "threadId": "", "name": "User", "type": "user_message",
+            "message": {"id": message_id, "threadId": self.thread_id, "name": "User", "type": "user_message",
                         "output": text, "createdAt": datetime.now(UTC).isoformat()},
             "fileReferences": [],
         })
@@ -177,6 +216,8 @@ class ChainlitChat:
 
     async def _on_other(self, event: str, data: Any = None) -> None:
         self.events.append((event, data))
+        if event == "first_interaction" and isinstance(data, dict) and data.get("thread_id"):
+            self.thread_id = str(data["thread_id"])  # the stored conversation this chat became
 
 
 def transcript(events: list[tuple[str, Any]]) -> str:

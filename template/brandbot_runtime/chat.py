@@ -12,15 +12,19 @@ text is cleaned at the door (clean_text), so no string can make a later request 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+from typing import Any
 
 import chainlit as cl
 from chainlit.chat_context import chat_contexts
+from chainlit.types import ThreadDict
 
 from .brand import Brand, load_brand
 from .conversation import Conversation
 from .display import as_sent, plain
 from .feedback_forwarding import Answer, remember
+from .identity import ANONYMOUS, Customer, customer_of
 from .log_safety import protect_logs
 from .middleware import MiddlewareClient, MiddlewareError
 from .settings import ConfigurationError, Settings, current_settings
@@ -149,6 +153,42 @@ async def _reply(text: str) -> None:
         await _exchange(brand, settings, conversation, text)
 
 
+async def resume(thread: ThreadDict) -> None:
+    """A stored conversation was reopened: rebuild its history from the answers stored in it.
+
+    Chainlit has already checked that the thread belongs to the signed-in user and shows its
+    messages. The history sent with the next message is the one the conversation had: each stored
+    answer (its metadata keeps the middleware's text and the message it answered) in order, under
+    the same bounds. Failures and refusals stored no answer, so they are not in it, as before.
+    """
+    ready = await _ready()
+    if ready is None:
+        return
+    conversation = _new_conversation(ready[1])
+    asked: str | None = None
+    for step in sorted(thread.get("steps") or [], key=lambda step: str(step.get("createdAt") or "")):
+        if step.get("type") == "user_message":
+            asked = clean_text(str(step.get("output") or ""))
+            continue
+        answer = _stored_answer(step.get("metadata"))
+        if answer is not None:
+            question = answer.get("asked") if isinstance(answer.get("asked"), str) else asked
+            if question:
+                conversation.history.record(clean_text(question), clean_text(answer["text"]))
+    log.info("chat %s: resumed a stored conversation (%d exchanges)", _session_id(), len(conversation.history))
+
+
+def _stored_answer(metadata: object) -> dict[str, Any] | None:
+    """The `brandbot` part of an answer step's metadata (a dict, or JSON text from some databases)."""
+    if isinstance(metadata, str):
+        try:
+            metadata = json.loads(metadata)
+        except ValueError:
+            return None
+    answer = metadata.get("brandbot") if isinstance(metadata, dict) else None
+    return answer if isinstance(answer, dict) and isinstance(answer.get("text"), str) else None
+
+
 def end() -> None:
     """The customer left: drop what Chainlit itself keeps of the session's messages.
 
@@ -168,7 +208,8 @@ async def _exchange(brand: Brand, settings: Settings, conversation: Conversation
     await status.send()
     history = conversation.history
     try:
-        answer = await middleware_client(settings, brand).ask(text, history.request_history(text))
+        answer = await middleware_client(settings, brand).ask(text, history.request_history(text),
+                                                              customer=_customer().as_contract())
         label = brand.specialist_label(answer.category)
         if label is not None:
             status.content = plain(brand.texts.specialist(label))
@@ -176,7 +217,8 @@ async def _exchange(brand: Brand, settings: Settings, conversation: Conversation
             await asyncio.sleep(settings.transition_delay_seconds)
         status.content = as_sent(answer.response)
         # The answer as the middleware wrote it, for transcripts: `content` holds display escapes.
-        status.metadata = {"brandbot": {"text": answer.response, "category": answer.category}}
+        # `asked` is the message answered, so a resumed conversation rebuilds the history exactly.
+        status.metadata = {"brandbot": {"text": answer.response, "category": answer.category, "asked": text}}
         await status.update()
         remember(status.parent_id, Answer(status.id, answer.response, answer.category))  # for its feedback
     except asyncio.CancelledError:
@@ -215,16 +257,29 @@ async def _ready() -> tuple[Brand, Settings] | None:
 
 def _conversation(settings: Settings) -> Conversation:
     """This session's Conversation, created on first use (a message may come before the welcome)."""
-    conversation: Conversation | None = cl.user_session.get(_CONVERSATION_KEY)
-    if conversation is None:
-        conversation = Conversation(
-            max_exchanges=settings.history_max_turns,
-            max_history_bytes=settings.history_max_bytes,
-            max_message_chars=settings.max_message_chars,
-            messages_per_minute=settings.messages_per_minute,
-        )
-        cl.user_session.set(_CONVERSATION_KEY, conversation)
+    conversation = cl.user_session.get(_CONVERSATION_KEY)
+    # Chainlit stores the user session with a thread and gives it back on resume, our object as None
+    return conversation if isinstance(conversation, Conversation) else _new_conversation(settings)
+
+
+def _new_conversation(settings: Settings) -> Conversation:
+    conversation = Conversation(
+        max_exchanges=settings.history_max_turns,
+        max_history_bytes=settings.history_max_bytes,
+        max_message_chars=settings.max_message_chars,
+        messages_per_minute=settings.messages_per_minute,
+    )
+    cl.user_session.set(_CONVERSATION_KEY, conversation)
     return conversation
+
+
+def _customer() -> Customer:
+    """Who writes, as the middleware may know it: the verified customer, else anonymous."""
+    try:
+        session = cl.context.session
+    except Exception:  # noqa: BLE001 - no session, no identity
+        return ANONYMOUS
+    return customer_of(session.user, getattr(session, "token", None))
 
 
 def _session_id() -> str:

@@ -1,7 +1,8 @@
 """Protections brandbot adds around Chainlit's web server, installed once when app.py is imported.
 
 Chainlit 2.12 accepts a socket from any website, sends no security headers, reads a whole
-request body before refusing it and parses socket frames of up to 1 MB. These gaps are closed
+request body before refusing it and parses socket frames of up to 1 MB; its header sign-in cannot
+set a cookie, which a stable visitor identity needs (identity_cookies.py). These gaps are closed
 here, at the edge, by ASGI layers on Chainlit's own app (`chainlit.server.app`), so every route
 (the page, `/project/*`, the socket.io mount, `/public/*`) passes through them, and by a bound on
 Chainlit's socket.io server. app.py imports this module before the server starts, which is when
@@ -20,8 +21,10 @@ def install() -> None:
         return
     from chainlit.server import app  # each protection below adds itself to this app
 
-    from . import request_guard, security_headers
+    from . import identity, identity_cookies, request_guard, security_headers
 
+    identity.install_auth_secret()  # before Chainlit checks for it, once app.py is imported
+    identity_cookies.install(app)  # innermost: only requests the guard let through get an identity
     request_guard.install(app)  # origins, body limits, socket events; added first, so the headers wrap its refusals
     security_headers.install(app)
     _bound_socket_frames()

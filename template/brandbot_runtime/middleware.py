@@ -1,6 +1,6 @@
 """The client for the brand's AI middleware: one pooled HTTP client per process.
 
-Contract (docs/middleware-contract.md in brandbot): `POST {"message", "history"}` with the
+Contract (docs/middleware-contract.md in brandbot): `POST {"message", "history", "customer"}` with the
 shared secret in the brand's auth header; a 200 answers `{"response": str, "category": str|null}`.
 Every way this can go wrong becomes one typed MiddlewareError, so the chat can tell the
 customer what happened and carry on.
@@ -13,10 +13,11 @@ import json
 import logging
 import math
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 import httpx
 
@@ -156,9 +157,14 @@ class MiddlewareClient:
             follow_redirects=False,
         )
 
-    async def ask(self, message: str, history: Sequence[Turn]) -> Reply:
-        """POST the message; the whole exchange, body included, must finish within the timeout."""
-        content = json.dumps({"message": message, "history": list(history)}, ensure_ascii=False).encode()
+    async def ask(self, message: str, history: Sequence[Turn], customer: Mapping[str, Any] | None = None) -> Reply:
+        """POST the message; the whole exchange, body included, must finish within the timeout.
+
+        `customer` is the contract's Customer object (identity.Customer.as_contract), sent when given."""
+        request_body: dict[str, Any] = {"message": message, "history": list(history)}
+        if customer is not None:
+            request_body["customer"] = dict(customer)
+        content = json.dumps(request_body, ensure_ascii=False).encode()
         request = self._http.build_request("POST", self._url, content=content, headers=_JSON_CONTENT)
         try:
             async with asyncio.timeout(self._timeout_seconds):

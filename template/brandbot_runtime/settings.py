@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     # Where conversations are kept: empty, the project's SQLite file; `off`, nowhere; else a
     # PostgreSQL or SQLite URL (database_url.py). Secret: a URL may carry a password.
     database_url: SecretStr = SecretStr("")
+    # Verified customers (identity.py): the brand's site signs short-lived HS256 tokens with this secret
+    # for this audience (brand.toml's default is the brand's slug). Unset: every customer is anonymous.
+    customer_token_secret: SecretStr | None = Field(default=None, min_length=32)
+    customer_token_audience: str = Field(default="brandbot", min_length=1, max_length=200)
+    customer_token_max_lifetime_seconds: int = Field(default=3600, ge=10, le=86_400)
 
     @field_validator("database_url")
     @classmethod
@@ -68,6 +73,12 @@ class Settings(BaseSettings):
         """A URL the bot cannot use is refused at start-up, never at the first customer's message."""
         resolve_database_url(value.get_secret_value())
         return value
+
+    @field_validator("customer_token_secret", mode="before")
+    @classmethod
+    def _empty_secret_is_none(cls, value: object) -> object:
+        """CUSTOMER_TOKEN_SECRET= (as in .env.example) means no verified customers, not a too-short secret."""
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("image_hosts", mode="before")
     @classmethod

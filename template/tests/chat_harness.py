@@ -48,6 +48,7 @@ class RecordingEmitter(BaseChainlitEmitter):
         self.events: list[tuple[str, str]] = []
         self.actions: list[dict] = []
         self.metadata: dict[str, dict] = {}  # each step's metadata as last sent
+        self.steps: dict[str, dict] = {}  # each step as last sent, in the order first sent (what a thread stores)
 
     async def emit(self, event, data):  # type: ignore[no-untyped-def]
         if event == "action":
@@ -57,11 +58,13 @@ class RecordingEmitter(BaseChainlitEmitter):
         shown = Shown(id=step_dict["id"], author=step_dict.get("name", ""), type=step_dict.get("type", ""))
         shown.contents.append(step_dict["output"])
         self.messages[shown.id] = shown
+        self.steps[shown.id] = dict(step_dict)
         self.events.append(("send", step_dict["output"]))
 
     async def update_step(self, step_dict):  # type: ignore[no-untyped-def]
         self.messages[step_dict["id"]].contents.append(step_dict["output"])
         self.metadata[step_dict["id"]] = step_dict.get("metadata") or {}
+        self.steps[step_dict["id"]] = dict(step_dict)
         self.events.append(("update", step_dict["output"]))
 
     async def delete_step(self, step_dict):  # type: ignore[no-untyped-def]
@@ -95,6 +98,7 @@ class ChatHarness:
 
     async def say(self, text: str) -> Shown:
         """Send one customer message through on_message; returns the bot's message."""
+        self._enter().steps[str(uuid.uuid4())] = {"type": "user_message", "output": text}
         new = await self._new(lambda: app.on_message(customer_message(text)))
         assert len(new) == 1, f"expected one bot message, got {[m.contents for m in new]}"
         return new[0]
@@ -107,6 +111,18 @@ class ChatHarness:
     async def say_nothing_back(self, text: str) -> bool:
         """Send one customer message; whether the bot showed nothing for it."""
         return await self._new(lambda: app.on_message(customer_message(text))) == []
+
+    def thread(self) -> dict:
+        """This conversation as Chainlit gives a stored thread back to on_chat_resume, steps in order."""
+        emitter = self._enter()
+        steps = [dict(step, createdAt=f"2026-01-01T00:00:{number:02d}.000000Z")
+                 for number, step in enumerate(emitter.steps.values())]
+        return {"id": self.session.thread_id, "steps": steps, "metadata": {}}
+
+    async def resume(self, thread: dict) -> None:
+        """Reopen a stored conversation in this session, as Chainlit does after a reload."""
+        self._enter()
+        await app.on_chat_resume(thread)  # type: ignore[arg-type]
 
     async def end(self) -> None:
         """The customer leaves: run on_chat_end."""

@@ -93,6 +93,7 @@ async def test_history_carries_completed_exchanges_and_ends_with_the_message(con
         "message": "second",
         "history": [{"role": "user", "content": "first"}, {"role": "assistant", "content": "You said: first"},
                     {"role": "user", "content": "second"}],
+        "customer": {"id": None, "verified": False, "claims": {}},  # no sign-in: anonymous
     }
 
 

@@ -109,7 +109,7 @@ async def test_an_internal_error_never_shows_its_text(configure, middleware: Mid
     from brandbot_runtime.log_safety import protect_logs
     from brandbot_runtime.middleware import MiddlewareClient
 
-    async def explode(self, message, history):  # type: ignore[no-untyped-def]
+    async def explode(self, message, history, customer=None):  # type: ignore[no-untyped-def]
         raise RuntimeError(f"internal detail with the secret {TEST_SECRET}")
 
     monkeypatch.setattr(MiddlewareClient, "ask", explode)

@@ -184,4 +184,5 @@ async def test_an_answer_keeps_the_middlewares_own_text_beside_what_is_shown(
     shown = await session.say("where is it?")
     assert shown.final == as_sent("Ref:QX-77 <b>") != "Ref:QX-77 <b>"
     assert session.emitter is not None
-    assert session.emitter.metadata[shown.id] == {"brandbot": {"text": "Ref:QX-77 <b>", "category": "OrderTracking"}}
+    assert session.emitter.metadata[shown.id] == {"brandbot": {"text": "Ref:QX-77 <b>", "category": "OrderTracking",
+                                                               "asked": "where is it?"}}
