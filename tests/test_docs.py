@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+
+import jsonschema
 
 from .helpers import REPO, template_runtime_module
 
@@ -47,3 +50,23 @@ def test_the_contract_status_table_is_what_the_runtime_does() -> None:
     assert covered == set(range(200, 600)) - {200}
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert "| 429 |" not in readme and "| 504 |" not in readme  # the README links the table, never copies it
+
+
+def test_the_contract_feedback_section_is_the_schemas_feedback() -> None:
+    """docs/middleware-contract.md's Feedback: its example is valid, its bullets name each key in the schema's order."""
+    document = (REPO / "docs/middleware-contract.md").read_text(encoding="utf-8")
+    section = document.split("\n## Feedback\n", 1)[1].split("\n## ", 1)[0]
+    schema = json.loads((REPO / "template/contract/middleware.schema.json").read_text(encoding="utf-8"))
+    feedback = schema["$defs"]["Feedback"]
+    example = json.loads(re.search(r"```json\n(.*?)```", section, re.DOTALL).group(1))
+    jsonschema.Draft202012Validator({**schema, "$ref": "#/$defs/Feedback"}).validate(example)
+    assert re.findall(r"^- `(\w+)` \(", section, re.MULTILINE) == list(feedback["properties"])
+    assert feedback["required"] == list(feedback["properties"])  # every key is always sent
+    message = section.split("- `message`", 1)[1].split("\n- ", 1)[0]
+    assert [name for name in feedback["properties"]["message"]["properties"] if f"`{name}`" not in message] == []
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    generated = (REPO / "template/README.md.jinja").read_text(encoding="utf-8")
+    example_env = (REPO / "template/.env.example").read_text(encoding="utf-8")
+    assert "| `BACKEND_FEEDBACK_URL` |" in readme and "| `BACKEND_FEEDBACK_URL` |" in generated
+    assert "BACKEND_FEEDBACK_URL=" in example_env
+
