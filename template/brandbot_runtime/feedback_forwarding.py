@@ -58,7 +58,7 @@ def payload(thread: str, answer: Answer, value: int, comment: str | None, max_co
     """The contract's Feedback object: `message` is the answer (its id in the stored conversation and its
     text as the middleware wrote it), `value` Chainlit's 1 (thumbs up) or 0 (down), `comment` the
     customer's words (cleaned, at most `max_comment_chars`) or null."""
-    words = clean_text(comment or "")[:max_comment_chars].strip()
+    words = clean_text(comment or "").strip()[:max_comment_chars].rstrip()
     return {"thread": thread, "message": {"id": answer.id, "text": answer.text}, "value": value,
             "comment": words or None, "category": answer.category}
 

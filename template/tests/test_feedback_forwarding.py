@@ -154,7 +154,8 @@ def test_the_payload_is_the_contracts_feedback() -> None:
 
 
 @pytest.mark.parametrize(("comment", "expected"), [(None, None), ("", None), ("   ", None),
-                                                   ("x" * 50, "x" * 10), ("bad \ud800 half", "bad \ufffd half")])
+                                                   ("x" * 50, "x" * 10), (" " * 20 + "late words", "late words"),
+                                                   ("bad \ud800 half", "bad \ufffd half")])
 def test_a_comment_is_cleaned_bounded_or_null(comment: str | None, expected: str | None) -> None:
     body = payload("t", Answer("s", "a", None), 0, comment, 10)
     assert body["comment"] == expected
