@@ -98,7 +98,7 @@ class ChainlitChat:
             answer = await http.post("/auth/header", json={}, headers=headers)
             if answer.status_code != 200:
                 raise ChatProtocolError(f"sign-in refused: HTTP {answer.status_code}")
-            self.cookies.update({name: value for name, value in http.cookies.items() if value})
+            self.cookies.update({cookie.name: cookie.value for cookie in answer.cookies.jar if cookie.value})
         return self.cookies
 
     @property
@@ -127,6 +127,40 @@ class ChainlitChat:
         except socketio.exceptions.ConnectionError as error:
             raise ChatProtocolError(f"could not connect to {self.base_url}: {error}") from None
         await self._sio.emit("connection_successful")
+        if self.thread_id:  # the page waits for the stored conversation before it lets the customer write
+            await self.resumed()
+
+    async def stored_thread(self) -> str:
+        """The id of the stored conversation this chat became: Chainlit announces it (`first_interaction`)
+        from a task of its own once the thread is written, possibly after the first answer."""
+        async def announced() -> str:
+            async with self._arrived:
+                while not self.thread_id:
+                    await self._arrived.wait()
+            return self.thread_id
+
+        try:
+            return await asyncio.wait_for(announced(), self.timeout)
+        except TimeoutError:
+            raise ChatProtocolError(f"no stored conversation announced within {self.timeout:g} s") from None
+
+    async def resumed(self) -> dict[str, Any]:
+        """The stored conversation the app sent back on connecting with a thread id (ChatProtocolError if
+        it refused: Chainlit answers `resume_thread_error` for a thread that is not the user's)."""
+        async def arrived() -> dict[str, Any]:
+            async with self._arrived:
+                while True:
+                    for event, data in self.events:
+                        if event == "resume_thread":
+                            return dict(data)
+                        if event == "resume_thread_error":
+                            raise ChatProtocolError(f"the app did not resume the conversation: {data}")
+                    await self._arrived.wait()
+
+        try:
+            return await asyncio.wait_for(arrived(), self.timeout)
+        except TimeoutError:
+            raise ChatProtocolError(f"no resumed conversation within {self.timeout:g} s") from None
 
     @property
     def connected(self) -> bool:
@@ -218,6 +252,8 @@ class ChainlitChat:
         self.events.append((event, data))
         if event == "first_interaction" and isinstance(data, dict) and data.get("thread_id"):
             self.thread_id = str(data["thread_id"])  # the stored conversation this chat became
+        async with self._arrived:
+            self._arrived.notify_all()
 
 
 def transcript(events: list[tuple[str, Any]]) -> str:
