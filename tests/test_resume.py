@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 from playwright.sync_api import expect
 
@@ -24,6 +25,16 @@ from .helpers import EXAMPLES, PostgresCluster, StubMiddleware
 
 RETAIL = next(path for path in EXAMPLES if path.stem == "retail")
 SECRET = "resume-secret-shared-by-the-replicas"
+TOKEN_SECRET = "the-shop-and-the-bot-share-this-token-secret"
+AUDIENCE = "northwind-outfitters"  # the retail brand's slug: brand.toml's customer_token_audience
+
+
+def customer_token(customer: str, *, secret: str = TOKEN_SECRET, audience: str = AUDIENCE, lifetime: int = 300,
+                   **claims: Any) -> str:
+    """What the brand's site signs for a signed-in customer (HS256)."""
+    now = int(time.time())
+    return jwt.encode({"sub": customer, "aud": audience, "iat": now, "exp": now + lifetime, **claims},
+                      secret, algorithm="HS256")
 
 
 def numbered(body: dict[str, Any]) -> str:
@@ -53,7 +64,8 @@ def replicas(database: str, middleware: StubMiddleware, rendered: Callable[[Path
         for name in ("a", "b"):
             started.append(start_app(project, port=free_port(), middleware_url=middleware.url, secret=SECRET,
                                      log_dir=tmp_path_factory.mktemp(f"replica-{name}"),
-                                     extra_env={"DATABASE_URL": database, "MESSAGES_PER_MINUTE": "1000"}))
+                                     extra_env={"DATABASE_URL": database, "MESSAGES_PER_MINUTE": "1000",
+                                                "CUSTOMER_TOKEN_SECRET": TOKEN_SECRET}))
         yield started
     finally:
         for service in started:
@@ -137,6 +149,59 @@ def test_nobody_else_can_open_list_or_continue_a_conversation(
     assert history_of(middleware.requests[-1]) == ["what did they order"]
 
 
+def test_a_verified_customer_is_named_to_the_middleware_and_finds_their_conversations_on_any_device(
+        replicas: list[Service], middleware: StubMiddleware, postgres: PostgresCluster) -> None:
+    first, other = replicas
+
+    async def laptop() -> str:
+        async with ChainlitChat(first.base_url, customer_token=customer_token("cust-77", tier="gold")) as chat:
+            await chat.welcome()
+            await chat.send("my order from the laptop")
+            assert chat.user == "customer:cust-77"
+            return await chat.stored_thread()
+
+    thread = asyncio.run(laptop())
+    assert middleware.requests[-1]["customer"] == {"id": "cust-77", "verified": True, "claims": {"tier": "gold"}}
+    stored_answer(postgres, "my order from the laptop")
+
+    async def phone() -> str:  # another device: no cookie in common, a fresh token for the same customer
+        chat = ChainlitChat(other.base_url, customer_token=customer_token("cust-77"))
+        await chat.sign_in()
+        with httpx.Client(base_url=other.base_url, timeout=5, cookies=chat.cookies) as http:
+            listed = http.post("/project/threads", json={"pagination": {"first": 20}, "filter": {}}).json()["data"]
+        assert [item["id"] for item in listed] == [thread]
+        async with ChainlitChat(other.base_url, cookies=chat.cookies, thread_id=thread) as resumed:
+            return (await resumed.send("and from the phone")).final
+
+    assert "Answer after 1 earlier: and from the phone" in asyncio.run(phone())
+
+
+@pytest.mark.parametrize("token", [
+    pytest.param(lambda: customer_token("cust-77", secret="an-attacker-guessed-this-one-" * 2), id="forged"),
+    pytest.param(lambda: customer_token("cust-77", lifetime=-120), id="expired"),
+    pytest.param(lambda: customer_token("cust-77", audience="another-shop"), id="wrong-audience"),
+])
+def test_a_forged_expired_or_foreign_token_chats_anonymously_and_says_why_in_the_log(
+        replicas: list[Service], middleware: StubMiddleware, token: Callable[[], str]) -> None:
+    first, _ = replicas
+
+    async def chat_with_token() -> tuple[str | None, list[str]]:
+        async with ChainlitChat(first.base_url, customer_token=token()) as chat:
+            await chat.welcome()
+            await chat.send("show me cust-77's orders")
+            with httpx.Client(base_url=first.base_url, timeout=5, cookies=chat.cookies) as http:
+                listed = http.post("/project/threads", json={"pagination": {"first": 20}, "filter": {}}).json()
+            return chat.user, [item["id"] for item in listed["data"]]
+
+    user, threads = asyncio.run(chat_with_token())
+    assert user is not None and user.startswith("visitor:")
+    assert len(threads) <= 1  # at most the conversation just begun: none of cust-77's
+    assert middleware.requests[-1]["customer"] == {"id": None, "verified": False, "claims": {}}
+    assert "customer token refused" in first.log()
+
+
+# --- in Chromium (last: Playwright keeps its event loop until the module ends) ----------------------------
+
 def test_a_reload_in_chromium_shows_the_conversation_and_continues_it(
         browser: Any, replicas: list[Service], middleware: StubMiddleware, postgres: PostgresCluster) -> None:
     first, other = replicas
@@ -163,5 +228,23 @@ def test_a_reload_in_chromium_shows_the_conversation_and_continues_it(
         expect(page.get_by_text("Answer after 1 earlier: in size M")).to_be_visible(timeout=20_000)
         send(page, "thank you")
         expect(page.get_by_text("Answer after 2 earlier: thank you")).to_be_visible(timeout=15_000)
+    finally:
+        context.close()
+
+
+def test_a_link_from_the_brands_site_signs_the_customer_in_chromium(
+        browser: Any, replicas: list[Service], middleware: StubMiddleware) -> None:
+    first, _ = replicas
+    context = browser.new_context(viewport={"width": 1100, "height": 800}, locale="en-US")
+    try:
+        page = context.new_page()
+        page.goto(f"{first.base_url}/?customer_token={customer_token('cust-88', name='Ada')}")
+        expect(page.locator('[data-step-type="assistant_message"]').first).to_be_visible(timeout=20_000)
+        assert "customer_token" not in page.url  # the token left the address bar (and the history)
+        send(page, "hello as Ada")
+        expect(page.get_by_text("Answer after 0 earlier: hello as Ada")).to_be_visible(timeout=15_000)
+        assert middleware.requests[-1]["customer"] == {"id": "cust-88", "verified": True, "claims": {"name": "Ada"}}
+        names = {cookie["name"]: cookie for cookie in context.cookies()}
+        assert names["brandbot_visitor"]["httpOnly"] and names["access_token"]["httpOnly"]
     finally:
         context.close()

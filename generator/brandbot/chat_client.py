@@ -88,8 +88,11 @@ class ChainlitChat:
 
         The app's identity comes from the cookies sent (a visitor cookie from an earlier sign-in
         makes the same visitor) and the customer token (the `x-customer-token` header); an app
-        without sign-in needs none of this.
+        without sign-in needs none of this, and cookies that hold a sign-in already are used as
+        they are (unless a customer token asks for a new one).
         """
+        if "access_token" in self.cookies and not self.customer_token:
+            return self.cookies  # signed in already: the page signs in only without Chainlit's cookie
         headers = {"x-customer-token": self.customer_token} if self.customer_token else {}
         async with httpx.AsyncClient(base_url=self.base_url, cookies=self.cookies, timeout=self.timeout) as http:
             configuration = await http.get("/auth/config")
