@@ -2,12 +2,13 @@
 
     python -m brandbot_runtime.transcripts export [--since DATE] [--out FILE]
     python -m brandbot_runtime.transcripts purge [--days N]
-    python -m brandbot_runtime.transcripts erase --customer ID
+    python -m brandbot_runtime.transcripts erase --customer ID   (or customer:ID, visitor:ID)
 
 They read and delete Chainlit's own tables (threads, steps, elements, feedbacks, users) on the
 project's database (DATABASE_URL, else the project's SQLite file) with SQLAlchemy Core.
 
-Export writes one JSON object per conversation and line. Its text is what the customer and the
+Export writes one JSON object per conversation and line: `customer` is the verified customer's id
+(null for an anonymous visitor), `user` the sign-in it belongs to (identity.py). Its text is what the customer and the
 middleware wrote, not what Chainlit stores: an answer's stored `output` carries the display's
 markdown escapes (display.as_sent), so an answer's text is read from the step's metadata
 `{"brandbot": {"text", "category"}}`, which the chat flow writes; a customer's message has no such
@@ -33,6 +34,7 @@ from typing import Any, TextIO
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from .identity import CUSTOMER_PREFIX, VISITOR_PREFIX
 from .schema.engine import create_engine
 
 log = logging.getLogger("brandbot")
@@ -85,7 +87,8 @@ async def export(url: str, out: TextIO, since: datetime | None = None) -> int:
             for chunk in _chunks(rows):
                 turns = await _turns(connection, [row.id for row in chunk])
                 for row in chunk:
-                    out.write(json.dumps({"thread": row.id, "customer": row.userIdentifier,
+                    out.write(json.dumps({"thread": row.id, "customer": verified_customer(row.userIdentifier),
+                                          "user": row.userIdentifier,
                                           "created": row.createdAt, "updated": row.updated,
                                           "turns": turns.get(row.id, [])}, ensure_ascii=False) + "\n")
                     written += 1
@@ -150,19 +153,33 @@ async def purge_expired(url: str, days: int) -> Counts:
         await engine.dispose()
 
 
-async def erase_customer(url: str, identifier: str) -> Counts:
+def verified_customer(identifier: str | None) -> str | None:
+    """The customer id of a verified customer's sign-in (identity.py: `customer:<id>`), else None."""
+    return identifier.removeprefix(CUSTOMER_PREFIX) if identifier and identifier.startswith(CUSTOMER_PREFIX) else None
+
+
+def identifiers_of(who: str) -> list[str]:
+    """The sign-ins `erase --customer` means: a full identifier (`customer:<id>`, `visitor:<id>`) as
+    given; a bare id is the verified customer with that id (and any user stored under exactly it)."""
+    if who.startswith((CUSTOMER_PREFIX, VISITOR_PREFIX)):
+        return [who]
+    return [CUSTOMER_PREFIX + who, who]
+
+
+async def erase_customer(url: str, who: str) -> Counts:
     """Delete everything of one customer or visitor: their conversations and their user row."""
+    identifiers = identifiers_of(who)
     engine = create_engine(url)
     try:
         async with engine.connect() as connection:
             user_ids = [row.id for row in await connection.execute(
-                sa.select(users.c.id).where(users.c.identifier == identifier))]
-            owned = sa.or_(threads.c.userIdentifier == identifier, threads.c.userId.in_(user_ids))
+                sa.select(users.c.id).where(users.c.identifier.in_(identifiers)))]
+            owned = sa.or_(threads.c.userIdentifier.in_(identifiers), threads.c.userId.in_(user_ids))
             thread_ids = [row.id for row in await connection.execute(sa.select(threads.c.id).where(owned))]
         counts = await _delete_threads(engine, thread_ids)
         async with engine.begin() as connection:
             counts["users"] = (await connection.execute(
-                sa.delete(users).where(users.c.identifier == identifier))).rowcount
+                sa.delete(users).where(users.c.identifier.in_(identifiers)))).rowcount
         return counts
     finally:
         await engine.dispose()
@@ -270,7 +287,8 @@ def main(argv: Iterable[str] | None = None) -> int:
     purging = commands.add_parser("purge", help="delete conversations older than RETENTION_DAYS")
     purging.add_argument("--days", type=_days, help="instead of RETENTION_DAYS (0 keeps everything)")
     erasing = commands.add_parser("erase", help="delete everything of one customer or visitor")
-    erasing.add_argument("--customer", required=True, help="the customer's or visitor's identifier")
+    erasing.add_argument("--customer", required=True,
+                         help="a verified customer's id, or a full identifier (customer:ID, visitor:ID)")
     arguments = parser.parse_args(list(argv) if argv is not None else None)
 
     from . import schema

@@ -100,13 +100,13 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 
 
 async def fill(store: Store) -> None:
-    """An old anonymous visitor's chat, a recent one of customer-42, an old one of customer-42."""
-    await store.conversation("t-old", "visitor-1", NOW - timedelta(days=100),
+    """An old anonymous visitor's chat, a recent one of verified customer 42, an old one of customer 42."""
+    await store.conversation("t-old", "visitor:1", NOW - timedelta(days=100),
                              [("hello", "Hi! How can I help?", "general", None)])
-    await store.conversation("t-new", "customer-42", NOW - timedelta(days=2),
+    await store.conversation("t-new", "customer:42", NOW - timedelta(days=2),
                              [(CUSTOMER_TEXT, RAW_ANSWER, "orders", (1, "quick <3")),
                               ("thanks", "You're welcome.", None, (0, None))])
-    await store.conversation("t-old-42", "customer-42", NOW - timedelta(days=95),
+    await store.conversation("t-old-42", "customer:42", NOW - timedelta(days=95),
                              [("refund?", "Refunds take 5 days.", "billing", None)])
 
 
@@ -120,7 +120,7 @@ async def test_export_gives_each_conversation_with_the_text_as_written_and_its_f
     assert await transcripts.export(store.url, out, since=NOW - timedelta(days=3)) == 1
     started = NOW - timedelta(days=2)
     assert out.getvalue().splitlines() == [json.dumps({
-        "thread": "t-new", "customer": "customer-42",
+        "thread": "t-new", "customer": "42", "user": "customer:42",
         "created": transcripts.stamp(started), "updated": transcripts.stamp(started + timedelta(seconds=5)),
         "turns": [
             {"role": "customer", "text": CUSTOMER_TEXT, "category": None, "feedback": None},
@@ -135,6 +135,7 @@ async def test_export_gives_each_conversation_with_the_text_as_written_and_its_f
     assert await transcripts.export(store.url, everything) == 3
     exported = [json.loads(line) for line in everything.getvalue().splitlines()]
     assert [item["thread"] for item in exported] == ["t-old", "t-old-42", "t-new"]  # by creation
+    assert (exported[0]["customer"], exported[0]["user"]) == (None, "visitor:1")  # anonymous: no customer id
     assert exported[0]["turns"] == [
         {"role": "customer", "text": "hello", "category": None, "feedback": None},
         {"role": "assistant", "text": "Hi! How can I help?", "category": "general", "feedback": None}]
@@ -162,14 +163,14 @@ async def test_erase_removes_everything_of_one_customer_and_nothing_else(store: 
     with sqlite3.connect(store.path) as connection:  # an element hangs off one of the customer's threads
         connection.execute("""INSERT INTO elements (id, "threadId", name, "forId") VALUES ('e1', 't-new', 'a', NULL)""")
 
-    removed = await transcripts.erase_customer(store.url, "customer-42")
+    removed = await transcripts.erase_customer(store.url, "42")  # the id the brand knows its customer by
 
     assert removed == {"conversations": 2, "steps": 11, "elements": 1, "feedbacks": 2, "users": 1}
     assert store.ids("threads") == {"t-old"}
     assert store.count("steps") == 4 and store.count("elements") == store.count("feedbacks") == 0
     with sqlite3.connect(store.path) as connection:
-        assert [row[0] for row in connection.execute("SELECT identifier FROM users")] == ["visitor-1"]
-    assert await transcripts.erase_customer(store.url, "customer-42") == {
+        assert [row[0] for row in connection.execute("SELECT identifier FROM users")] == ["visitor:1"]
+    assert await transcripts.erase_customer(store.url, "customer:42") == {
         "conversations": 0, "steps": 0, "elements": 0, "feedbacks": 0, "users": 0}
 
 
@@ -185,7 +186,7 @@ async def test_the_running_bot_purges_at_start_and_then_on_schedule(store: Store
         assert store.ids("threads") == {"t-new"}
         # a conversation written while the task runs, which then falls out of retention (written old,
         # the task could delete its thread between Chainlit's thread upsert and its step insert)
-        await store.conversation("t-late", "visitor-9", NOW, [("hi", "Hello.", None, None)])
+        await store.conversation("t-late", "visitor:9", NOW, [("hi", "Hello.", None, None)])
         store.age("t-late", timedelta(days=200))
         for _ in range(200):  # the next round removes what became expired since
             if store.ids("threads") == {"t-new"}:
@@ -217,8 +218,8 @@ def test_the_command_exports_purges_and_erases(tmp_path: Path, monkeypatch: pyte
     monkeypatch.setenv("RETENTION_DAYS", "96")
     assert transcripts.main(["purge"]) == 0
     assert "removed 1 conversations, 4 steps, 0 elements, 0 feedbacks" in capsys.readouterr().out
-    assert transcripts.main(["erase", "--customer", "customer-42"]) == 0
-    assert "removed 2 conversations, 11 steps, 0 elements, 2 feedbacks, 1 users of 'customer-42'" in (
+    assert transcripts.main(["erase", "--customer", "42"]) == 0
+    assert "removed 2 conversations, 11 steps, 0 elements, 2 feedbacks, 1 users of '42'" in (
         capsys.readouterr().out)
     monkeypatch.setenv("DATABASE_URL", "off")
     assert transcripts.main(["purge"]) == 1
@@ -227,3 +228,12 @@ def test_the_command_exports_purges_and_erases(tmp_path: Path, monkeypatch: pyte
 def test_retention_defaults_to_90_days() -> None:
     assert Settings.model_fields["retention_days"].default == 90
     assert transcripts.configured_retention_days() == 90
+
+
+async def test_erase_of_a_visitor_takes_their_full_identifier(store: Store) -> None:
+    await fill(store)
+    assert await transcripts.erase_customer(store.url, "1") == {  # a bare id is a verified customer's
+        "conversations": 0, "steps": 0, "elements": 0, "feedbacks": 0, "users": 0}
+    removed = await transcripts.erase_customer(store.url, "visitor:1")
+    assert removed["conversations"] == 1 and removed["users"] == 1
+    assert store.ids("threads") == {"t-new", "t-old-42"}
