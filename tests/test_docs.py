@@ -70,3 +70,22 @@ def test_the_contract_feedback_section_is_the_schemas_feedback() -> None:
     assert "| `BACKEND_FEEDBACK_URL` |" in readme and "| `BACKEND_FEEDBACK_URL` |" in generated
     assert "BACKEND_FEEDBACK_URL=" in example_env
 
+
+
+def test_the_contract_request_section_is_the_schemas_chat_request() -> None:
+    """docs/middleware-contract.md's Request: its example is a valid ChatRequest, its bullets name each key
+    in the schema's order, and the Customer bullet names each of the Customer's keys."""
+    document = (REPO / "docs/middleware-contract.md").read_text(encoding="utf-8")
+    section = document.split("\n## Request\n", 1)[1].split("\n## ", 1)[0]
+    schema = json.loads((REPO / "template/contract/middleware.schema.json").read_text(encoding="utf-8"))
+    request = schema["$defs"]["ChatRequest"]
+    example = json.loads(re.search(r"```json\n(.*?)```", section, re.DOTALL).group(1))
+    jsonschema.Draft202012Validator({**schema, "$ref": "#/$defs/ChatRequest"}).validate(example)
+    assert re.findall(r"^- `(\w+)` \(", section, re.MULTILINE) == list(request["properties"])
+    customer = section.split("- `customer`", 1)[1].split("\n- Each chat", 1)[0]
+    assert [name for name in schema["$defs"]["Customer"]["properties"] if f"`{name}`" not in customer] == []
+    anonymous = {"id": None, "verified": False, "claims": {}}
+    validator = jsonschema.Draft202012Validator({**schema, "$ref": "#/$defs/Customer"})
+    validator.validate(anonymous)
+    assert not validator.is_valid({"id": "claimed-42", "verified": False, "claims": {}})  # never an unproven id
+    assert not validator.is_valid({"id": None, "verified": True, "claims": {}})

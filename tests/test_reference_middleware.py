@@ -169,3 +169,13 @@ async def test_feedback_needs_the_secret_and_can_simulate_a_failure(client: http
     assert (await client.post("/feedback", json=failing, headers={"x-secret": SECRET})).status_code == 500
     assert (await client.get("/stats")).json()["feedback"] == 0
 
+
+
+def test_whoami_says_who_the_bot_named() -> None:
+    from brandbot.reference_middleware import who_is_writing
+
+    assert who_is_writing({"id": "c-1", "verified": True, "claims": {"tier": "gold", "b": 2}}) == (
+        "You are verified customer c-1 (b=2, tier=gold).")
+    assert who_is_writing({"id": "c-1", "verified": True, "claims": {}}) == "You are verified customer c-1."
+    assert who_is_writing({"id": None, "verified": False, "claims": {}}) == "You are an anonymous visitor."
+    assert who_is_writing(None).startswith("You are not named")

@@ -178,6 +178,16 @@ class Router:
         return Decision(body={"response": response, "category": category})
 
 
+def who_is_writing(customer: Any) -> str:
+    """The answer to "simulate whoami": who the bot says writes (the contract's Customer)."""
+    if not isinstance(customer, dict):
+        return "You are not named: this bot sends no customer (before 0.6.0)."
+    if customer.get("verified"):
+        claims = ", ".join(f"{name}={value}" for name, value in sorted((customer.get("claims") or {}).items()))
+        return f"You are verified customer {customer['id']}" + (f" ({claims})." if claims else ".")
+    return "You are an anonymous visitor."
+
+
 def _simulation(lowered: str) -> Decision | None:
     if "simulate timeout" in lowered:
         return Decision(hold=True)
@@ -333,6 +343,8 @@ def create_app(brand: Brand, *, secret: str, auth_header: str = "x-secret",
 
     async def decide(request: Request, payload: dict[str, Any], tag: re.Match[str] | None) -> Response:
         decision = router.decide(payload["message"])
+        if "simulate whoami" in payload["message"].lower():
+            decision = Decision(body={"response": who_is_writing(payload.get("customer")), "category": None})
         if latency_seconds or decision.delay:
             await asyncio.sleep(latency_seconds + decision.delay)
         if decision.hold:

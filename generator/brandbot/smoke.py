@@ -3,20 +3,25 @@
 Starts the reference middleware and `chainlit run app.py --headless` for the project on free
 loopback ports with a throw-away secret, then plays one customer through every path: welcome,
 a general question, each specialist category, an HTTP error, a timeout, an answer that breaks
-the contract and a refused connection, with a recovery after each failure. The expected texts
-are read from the project's own brand data (brand.toml).
+the contract and a refused connection, with a recovery after each failure; then who the middleware
+is told writes: an anonymous visitor, a verified customer (a customer token signed with a throw-away
+CUSTOMER_TOKEN_SECRET, as the brand's site would) and a forged token (anonymous again). The expected
+texts are read from the project's own brand data (brand.toml).
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+import secrets
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import jwt
 
 from .chat_client import ChainlitChat, transcript
 from .processes import RunningBot, start_bot
@@ -43,12 +48,15 @@ def run_smoke(project: Path, *, request_timeout: float = 2.0, log_dir: Path | No
     display = project_display(project)
     log_dir = log_dir or Path(tempfile.mkdtemp(prefix="brandbot-smoke-"))
     checks: list[Check] = []
+    token_secret = secrets.token_urlsafe(32)
     bot = start_bot(project, log_dir=log_dir, app_env={"REQUEST_TIMEOUT_SECONDS": str(request_timeout),
                                                        "TRANSITION_DELAY_SECONDS": "0.3",
                                                        # one session plays every path: more than a customer types
-                                                       "MESSAGES_PER_MINUTE": "1000"})
+                                                       "MESSAGES_PER_MINUTE": "1000",
+                                                       "CUSTOMER_TOKEN_SECRET": token_secret})
     try:
         asyncio.run(_converse(bot, brand, display, checks, on_check))
+        asyncio.run(_identities(bot, brand, token_secret, checks, on_check))
     finally:
         bot.stop()
     logs = "\n".join(path.read_text(encoding="utf-8", errors="replace") for path in log_dir.rglob("*.log"))
@@ -125,6 +133,30 @@ async def _converse(bot: RunningBot, brand: Brand, display: Display, checks: lis
         leaked = bot.secret in transcript(chat.events)
         _record(checks, on_check, Check("secret not sent to browser", not leaked, 0.0,
                                         f"{len(chat.events)} socket.io events"))
+
+
+async def _identities(bot: RunningBot, brand: Brand, token_secret: str, checks: list[Check],
+                      on_check: Callable[[Check], None] | None) -> None:
+    """Who the middleware hears writes: the reference middleware's `simulate whoami` says it back."""
+    now = int(time.time())
+    claims = {"sub": "smoke-customer", "aud": brand.brand_slug, "iat": now, "exp": now + 120, "tier": "gold"}
+    cases = [
+        ("anonymous visitor", None, "You are an anonymous visitor."),
+        ("verified customer", jwt.encode(claims, token_secret, algorithm="HS256"),
+         "You are verified customer smoke-customer (tier=gold)."),
+        ("forged token: anonymous", jwt.encode(claims, secrets.token_urlsafe(32), algorithm="HS256"),
+         "You are an anonymous visitor."),
+    ]
+    for name, token, expected in cases:
+        started = time.perf_counter()
+        try:
+            async with ChainlitChat(bot.app.base_url, timeout=30, customer_token=token) as chat:
+                await chat.welcome()
+                final = (await chat.send("simulate whoami")).final
+            passed, detail = expected.rstrip(".") in final, _short(final)
+        except Exception as error:  # noqa: BLE001 - a smoke test reports, it does not crash
+            passed, detail = False, f"{type(error).__name__}: {error}"
+        _record(checks, on_check, Check(name, passed, time.perf_counter() - started, detail))
 
 
 def _short(value: object, limit: int = 70) -> str:
