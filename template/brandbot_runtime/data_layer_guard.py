@@ -6,12 +6,19 @@ every SQL error into a WARNING per call, with the statement's parameters (custom
 `guarded(inner)` wraps any data layer so that, whatever the database does:
 
 - the caller waits at most a short timeout, and no call raises (the writes nobody waits for get a
-  longer bound, BACKGROUND_WRITES: a busy SQLite under load must not count as a failing one);
-- after the database fails, a circuit stays open for a few seconds: calls return at once (reads an
-  empty answer of the right type, writes are skipped and counted), then one call probes again;
+  longer bound, BACKGROUND_WRITES);
+- a call that outlasts its bound while the database keeps answering other calls is queued behind
+  them, not failing: a write nobody waits for goes on waiting for its turn, an awaited call returns
+  its empty answer, and neither opens the circuit (under load, SQLite works through a backlog of
+  writes one at a time: counting that as an outage skipped the next writes for nothing);
+- after the database fails (an error that says it is unreachable, or a call that gets no answer
+  while no other call does either), a circuit stays open for a few seconds: calls return at once
+  (reads an empty answer of the right type, writes are skipped and counted), then one call probes again;
 - what is wrong is logged at most once a minute per kind, without customer text or the password,
   and one INFO line says when the database is back;
-- the calls in flight are bounded, so a hung database cannot pile up tasks.
+- the calls in flight are bounded, so a hung database cannot pile up tasks;
+- `close()` (Chainlit calls it when the server stops) first lets the writes still in flight finish,
+  for up to DRAIN_SECONDS: the process exits right after, and a write still queued then is lost.
 
 Skipped writes are lost, not replayed: the conversation goes on, and later writes (which create
 the thread row again if needed) persist once the database answers.
@@ -58,6 +65,8 @@ BACKGROUND_WRITES = frozenset({"create_step", "update_step", "delete_step", "cre
 _QUOTED = re.compile(r"'[^'\n]*'|\"[^\"\n]*\"")
 _URL_PASSWORD = re.compile(r"(\b[a-zA-Z][\w+.-]*://[^:/@\s]*:)[^@\s]*@")
 _LOGGED_CLASS = re.compile(r"\(([\w.]+)\)")
+# How long close() waits for writes in flight: within the 10 s `docker stop` gives before SIGKILL.
+DRAIN_SECONDS = 8.0
 
 
 @dataclass
@@ -147,6 +156,7 @@ class GuardState:
     skipped_writes: int = 0
     skipped_in_outage: int = 0
     in_flight: int = 0
+    answered: int = 0  # calls the database completed without an error: the sign it is alive
     troubles: dict[str, _Trouble] = field(default_factory=dict)
 
 
@@ -160,7 +170,8 @@ class DataLayerGuard(BaseDataLayer):
 
     def __init__(self, inner: BaseDataLayer, *, timeout_seconds: float = 1.0,
                  background_timeout_seconds: float = 10.0, open_seconds: float = 5.0,
-                 log_interval_seconds: float = 60.0, max_in_flight: int = 5000, url: str | None = None,
+                 log_interval_seconds: float = 60.0, max_in_flight: int = 5000, drain_seconds: float = DRAIN_SECONDS,
+                 url: str | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  inner_loggers: Iterable[str] = ("chainlit",)) -> None:
         self.inner = inner
@@ -169,7 +180,9 @@ class DataLayerGuard(BaseDataLayer):
         self.open_seconds = open_seconds
         self.log_interval_seconds = log_interval_seconds
         self.max_in_flight = max_in_flight
+        self.drain_seconds = drain_seconds
         self.clock = clock
+        self._tasks: set[asyncio.Future[Any]] = set()  # the calls in flight, abandoned ones included
         self.secrets = [secret for secret in (_url_password(url), _url_password(_inner_url(inner))) if secret]
         self.state = GuardState()
         for name in inner_loggers:
@@ -205,10 +218,11 @@ class DataLayerGuard(BaseDataLayer):
         finally:
             _current.reset(token)
         state.in_flight += 1
-        task.add_done_callback(self._finished)
+        self._tasks.add(task)
+        task.add_done_callback(functools.partial(self._finished, outcome))
         bound = self.background_timeout_seconds if name in BACKGROUND_WRITES else self.timeout_seconds
         try:
-            done, _ = await asyncio.wait({task}, timeout=bound)
+            done, busy = await self._wait(task, bound, background=name in BACKGROUND_WRITES)
         except asyncio.CancelledError:
             if probe:
                 state.probing = False
@@ -219,6 +233,9 @@ class DataLayerGuard(BaseDataLayer):
             # Abandoned, not cancelled: cancelling SQLAlchemy mid-statement left SQLite connections
             # holding locks, and persistence took 24 s instead of under a second to resume after a
             # lock (test_data_layer_guard). It finishes on its own, counted against max_in_flight.
+            if busy:
+                return self._failed(write, default, "busy", f"no answer within {bound:g} s ({name}) "
+                                    "while the database answered other calls", opens=False)
             return self._failed(write, default, "timeout", f"no answer within {bound:g} s ({name})",
                                 opens=True)
         error = task.exception()
@@ -236,10 +253,41 @@ class DataLayerGuard(BaseDataLayer):
         self._healthy()
         return task.result()
 
-    def _finished(self, task: asyncio.Future[Any]) -> None:
+    async def _wait(self, task: asyncio.Future[Any], bound: float, background: bool) -> tuple[bool, bool]:
+        """Wait for `task` up to `bound`; (done, the database answered other calls meanwhile).
+
+        A background write keeps waiting for as long as the database answers others within each
+        bound: it is queued behind them, and nobody is held while it waits."""
+        while True:
+            answered = self.state.answered
+            done, _ = await asyncio.wait({task}, timeout=bound)
+            busy = self.state.answered != answered
+            if done or not busy or not background:
+                return bool(done), busy
+
+    def _finished(self, outcome: _Outcome, task: asyncio.Future[Any]) -> None:
         self.state.in_flight -= 1
-        if not task.cancelled():
-            task.exception()  # retrieved: no "exception was never retrieved" noise
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is None and outcome.problem is None:
+            self.state.answered += 1  # (exception() also marks an error retrieved: no "never retrieved" noise)
+
+    async def drain(self, seconds: float | None = None) -> int:
+        """Wait up to `seconds` (drain_seconds) for the calls in flight, and for those they lead to
+        (Chainlit replays a session's queued writes one after another); how many are left unfinished.
+
+        Nothing is waited for while the circuit is open: those calls hang on a failing database."""
+        began, started = time.monotonic(), len(self._tasks)  # real time: the process is about to exit
+        deadline = began + (self.drain_seconds if seconds is None else seconds)
+        while self._tasks and self.state.opened_at is None and (left := deadline - time.monotonic()) > 0:
+            await asyncio.wait(set(self._tasks), timeout=left)
+            await asyncio.sleep(0)  # let a finished call's caller start its next one
+        if self._tasks:
+            log.warning("stopping with %d database calls unfinished after %.0f s: what they write is lost",
+                        len(self._tasks), time.monotonic() - began)
+        elif started:
+            log.info("finished %d database calls in flight before stopping (%.1f s)", started,
+                     time.monotonic() - began)
+        return len(self._tasks)
 
     def _skip(self, write: bool, default: T) -> T:
         if write:
@@ -260,7 +308,7 @@ class DataLayerGuard(BaseDataLayer):
         trouble.failures += 1
         trouble.summary = redact(detail, self.secrets)
         if trouble.last_logged is None or now - trouble.last_logged >= self.log_interval_seconds:
-            what = ("database failing" if opens else "database too slow for the load" if kind == "overloaded"
+            what = ("database failing" if opens else "database too slow for the load" if kind in ("overloaded", "busy")
                     else "database refused a statement")
             log.warning("%s (%s): %s; %d failed calls and %d skipped writes since the last report; "
                         "customers are answered without persistence", what, kind, trouble.summary,
@@ -337,6 +385,8 @@ class DataLayerGuard(BaseDataLayer):
         return await self._call("build_debug_url", False, "", self.inner.build_debug_url)
 
     async def close(self) -> None:
+        """Chainlit's last call before the process exits: the writes in flight first (drain), then the inner close."""
+        await self.drain()
         await self._call("close", False, None, self.inner.close)
 
     async def get_favorite_steps(self, user_id: str) -> list[StepDict]:

@@ -11,12 +11,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
 from chainlit.data.base import BaseDataLayer
 from chainlit.data.sql_alchemy import SQLAlchemyDataLayer
+from chainlit.element import Element
 from chainlit.logger import logger as chainlit_logger
 from chainlit.step import StepDict
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -34,6 +37,10 @@ log = logging.getLogger("brandbot")
 
 _ready_url: str | None = None  # set once the schema is in place
 _SQLITE_POOL = {"pool_size": 3, "max_overflow": 2}
+# Statements of the writes nobody waits for that may run at once: SQLite writes one at a time anyway,
+# and the rest of the pool stays free for the calls a customer waits for (signing in, resuming).
+_BACKGROUND_SLOTS = {"sqlite": 1, "other": 4}
+_background: ContextVar[bool] = ContextVar("brandbot_background_write", default=False)
 
 
 def database_url(settings: Settings) -> str | None:
@@ -83,6 +90,7 @@ class StoredConversations(SQLAlchemyDataLayer):
         self.async_session = sessionmaker(bind=self.engine, expire_on_commit=False, class_=AsyncSession)
         self._sqlite = is_sqlite(url)
         self._step_locks: dict[str, tuple[asyncio.Lock, int]] = {}  # step id -> its lock, writes holding or awaiting it
+        self._background_slots = asyncio.Semaphore(_BACKGROUND_SLOTS["sqlite" if self._sqlite else "other"])
 
     async def create_step(self, step_dict: StepDict) -> None:
         """Write a step's versions in the order they were made.
@@ -97,7 +105,8 @@ class StoredConversations(SQLAlchemyDataLayer):
         self._step_locks[step_id] = (lock, users + 1)
         try:
             async with lock:
-                await super().create_step(step_dict)
+                with _in_background():
+                    await super().create_step(step_dict)
         finally:
             lock, users = self._step_locks[step_id]
             if users == 1:
@@ -105,16 +114,53 @@ class StoredConversations(SQLAlchemyDataLayer):
             else:
                 self._step_locks[step_id] = (lock, users - 1)
 
+    async def delete_step(self, step_id: str) -> None:
+        with _in_background():
+            await super().delete_step(step_id)
+
+    async def create_element(self, element: Element) -> None:
+        with _in_background():
+            await super().create_element(element)
+
+    async def delete_element(self, element_id: str, thread_id: str | None = None) -> None:
+        with _in_background():
+            await super().delete_element(element_id, thread_id)
+
+    async def update_thread(self, thread_id: str, name: str | None = None, user_id: str | None = None,
+                            metadata: dict | None = None, tags: list[str] | None = None) -> None:
+        with _in_background():
+            await super().update_thread(thread_id, name=name, user_id=user_id, metadata=metadata, tags=tags)
+
     async def get_current_timestamp(self) -> str:
         return datetime.now(UTC).replace(tzinfo=None).isoformat() + "Z"
 
     async def execute_sql(self, query: str, parameters: dict) -> list[dict[str, Any]] | int | None:
-        return await super().execute_sql(query, {name: self._bindable(value) for name, value in parameters.items()})
+        """One statement; those of the writes nobody waits for queue here, a few at a time.
+
+        Chainlit fires every step write as its own task: under load hundreds wait at once, and while
+        they all waited for a pooled connection a customer's sign-in (get_user, create_user: awaited,
+        bounded to a second by the guard) queued behind them and failed. Queued here instead, the
+        awaited calls find a free connection at once."""
+        bound = {name: self._bindable(value) for name, value in parameters.items()}
+        if not _background.get():
+            return await super().execute_sql(query, bound)
+        async with self._background_slots:
+            return await super().execute_sql(query, bound)
 
     def _bindable(self, value: object) -> object:
         if isinstance(value, dict) or (self._sqlite and isinstance(value, list)):
             return json.dumps(value)
         return value
+
+
+@contextmanager
+def _in_background() -> Iterator[None]:
+    """Marks the statements run inside as part of a write nobody waits for (see execute_sql)."""
+    token = _background.set(True)
+    try:
+        yield
+    finally:
+        _background.reset(token)
 
 
 @contextmanager

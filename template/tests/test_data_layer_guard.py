@@ -42,13 +42,16 @@ class Clock:
 
 
 class FakeLayer(BaseDataLayer):
-    """A data layer whose database works ("ok"), refuses connections, hangs, or logs like Chainlit's SQL layer."""
+    """A data layer whose database works ("ok"), refuses connections, hangs, logs like Chainlit's SQL layer,
+    or works through its calls one at a time ("queued", as SQLite writes)."""
 
     def __init__(self) -> None:
         self.mode = "ok"
         self.calls: list[str] = []
         self.stored: list[str] = []
         self.release = asyncio.Event()
+        self.one_at_a_time = asyncio.Lock()
+        self.seconds_per_call = 0.05
 
     async def _database(self, name: str, stored: str | None = None) -> Any:
         self.calls.append(name)
@@ -66,6 +69,9 @@ class FakeLayer(BaseDataLayer):
             return None
         if self.mode == "slow":  # a busy database: it answers, late
             await asyncio.sleep(0.3)
+        if self.mode == "queued":  # a healthy database with a backlog: each call waits for those before it
+            async with self.one_at_a_time:
+                await asyncio.sleep(self.seconds_per_call)
         if self.mode == "duplicate":
             chainlit_logger.warning("An error occurred: (sqlite3.IntegrityError) UNIQUE constraint failed: "
                                     f"steps.id\n[parameters: ('{CUSTOMER_TEXT}',)]")
@@ -298,6 +304,89 @@ async def test_chainlits_background_writes_may_take_longer_than_what_someone_awa
     started = time.monotonic()
     assert await layer.get_thread("t") is None  # a reconnecting customer waits 0.1 s at most
     assert time.monotonic() - started < 0.25
+
+
+async def test_writes_queued_behind_a_busy_database_are_stored_late_and_nothing_is_skipped(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Under load SQLite works through a backlog of Chainlit's writes one at a time: the last ones wait
+    longer than the bound. They once counted as a failing database: the circuit opened and the writes
+    after them were skipped (150 sessions x 4 messages under chainlit run: 27 of 600 messages stored)."""
+    inner, clock = FakeLayer(), Clock()
+    inner.mode = "queued"
+    layer = guard_of(inner, clock, timeout_seconds=0.2)
+    caplog.set_level(logging.INFO)
+    backlog = [asyncio.create_task(layer.create_step({"id": f"w{index}", "threadId": "t"}))  # type: ignore[typeddict-item]
+               for index in range(20)]  # 1 s of work: five times the bound
+    await asyncio.gather(*backlog)
+    await layer.update_step({"id": "next", "threadId": "t"})  # type: ignore[typeddict-item]
+    assert inner.stored == [f"w{index}" for index in range(20)] + ["next"]
+    assert layer.state.skipped_writes == 0 and layer.state.opened_at is None
+    assert lines(caplog, logging.WARNING) == [] and lines(caplog, logging.INFO) == []
+
+
+async def test_an_awaited_call_stuck_behind_a_backlog_answers_empty_but_opens_no_circuit(
+        caplog: pytest.LogCaptureFixture) -> None:
+    inner, clock = FakeLayer(), Clock()
+    inner.mode = "queued"
+    layer = guarded(inner, clock=clock, timeout_seconds=0.2, background_timeout_seconds=10.0)
+    backlog = [asyncio.create_task(layer.create_step({"id": f"w{index}", "threadId": "t"}))  # type: ignore[typeddict-item]
+               for index in range(20)]
+    await asyncio.sleep(0)
+    started = time.monotonic()
+    assert await layer.get_thread("t") is None  # the reconnecting customer is not held
+    assert time.monotonic() - started < 0.4
+    await asyncio.gather(*backlog)
+    await layer.create_step({"id": "next", "threadId": "t"})  # type: ignore[typeddict-item]
+    assert inner.stored[-1] == "next" and len(inner.stored) == 21
+    [warning] = lines(caplog, logging.WARNING)
+    assert "database too slow for the load (busy)" in warning and "get_thread" in warning
+
+
+async def test_stopping_finishes_the_writes_in_flight_before_closing(caplog: pytest.LogCaptureFixture) -> None:
+    """Chainlit calls close() as the server stops and exits the process right after: the writes still
+    queued then were lost (a bot stopped right after 50 sessions x 4 messages had stored none of the
+    200 final answers and none of the 50 welcomes)."""
+    inner, clock = FakeLayer(), Clock()
+    inner.mode = "queued"
+    layer = guard_of(inner, clock, timeout_seconds=0.2)
+    caplog.set_level(logging.INFO)
+    for index in range(10):  # fire and forget, as Chainlit does
+        asyncio.create_task(layer.create_step({"id": f"w{index}", "threadId": "t"}))  # type: ignore[typeddict-item]  # noqa: RUF006
+    await asyncio.sleep(0)
+    await layer.close()
+    assert inner.stored == [f"w{index}" for index in range(10)] and inner.calls[-1] == "close"
+    assert layer.state.in_flight == 0
+    [finished] = lines(caplog, logging.INFO)
+    assert finished.startswith("finished 10 database calls in flight before stopping")
+
+
+async def test_stopping_waits_for_a_hung_database_no_longer_than_its_bound(caplog: pytest.LogCaptureFixture) -> None:
+    inner, clock = FakeLayer(), Clock()
+    inner.mode = "hang"
+    layer = guarded(inner, clock=clock, timeout_seconds=0.1, background_timeout_seconds=10.0, drain_seconds=0.3)
+    for index in range(3):
+        asyncio.create_task(layer.create_step({"id": f"w{index}", "threadId": "t"}))  # type: ignore[typeddict-item]  # noqa: RUF006
+    await asyncio.sleep(0)
+    started = time.monotonic()
+    await layer.close()
+    assert 0.3 <= time.monotonic() - started < 1.0
+    [warning] = [line for line in lines(caplog, logging.WARNING) if "stopping" in line]
+    assert warning.startswith("stopping with 3 database calls unfinished")
+    inner.release.set()
+    await asyncio.sleep(0.01)
+
+
+async def test_stopping_does_not_wait_while_the_circuit_is_open() -> None:
+    inner, clock = FakeLayer(), Clock()
+    inner.mode = "hang"
+    layer = guard_of(inner, clock, timeout_seconds=0.1, drain_seconds=5.0)
+    await layer.create_step({"id": "w", "threadId": "t"})  # type: ignore[typeddict-item]  # times out: open
+    assert layer.state.opened_at is not None and layer.state.in_flight == 1
+    started = time.monotonic()
+    await layer.close()
+    assert time.monotonic() - started < 0.2  # the circuit also skips the inner close
+    inner.release.set()
+    await asyncio.sleep(0.01)
 
 
 def test_redact_keeps_what_is_wrong_and_drops_values_and_passwords() -> None:
