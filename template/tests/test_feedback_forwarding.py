@@ -28,6 +28,7 @@ from chainlit.user_session import user_sessions
 
 import app
 from brandbot_runtime import feedback_forwarding, persistence, settings
+from brandbot_runtime.brand import Brand
 from brandbot_runtime.database_url import sqlite_url
 from brandbot_runtime.feedback_forwarding import Answer, FeedbackForwarder, payload
 
@@ -304,7 +305,7 @@ async def test_forwards_beyond_the_bound_are_dropped_and_counted(
 
 
 async def test_feedback_on_an_answer_is_stored_and_forwarded(stored: Path, middleware: MiddlewareDouble,
-                                                             session: ChatHarness) -> None:
+                                                             session: ChatHarness, brand: Brand) -> None:
     await session.start()
     run, answer = await exchange(session, stored, "Where is my parcel? 📦")
     await put_feedback(session, run, 1, "Great, thanks! 🚀")
@@ -313,7 +314,7 @@ async def test_feedback_on_an_answer_is_stored_and_forwarded(stored: Path, middl
     assert rows(stored, 'SELECT "forId", "threadId", value, comment FROM feedbacks') == [
         (run, thread, 1, "Great, thanks! 🚀")]
     [request] = feedback_requests(middleware)
-    assert request.headers["x-secret"] == TEST_SECRET
+    assert request.headers[brand.auth_header.lower()] == TEST_SECRET  # the brand's own header
     assert request.json == {"thread": thread, "message": {"id": answer, "text": "You said: Where is my parcel? 📦"},
                             "value": 1, "comment": "Great, thanks! 🚀", "category": "General"}
     FEEDBACK.validate(request.json)
