@@ -44,3 +44,48 @@ def test_the_benchmark_runs_and_reports_every_figure(rendered: Callable[[Path], 
     assert long["longest_history"] == 2 * 20 + 1  # HISTORY_MAX_TURNS exchanges plus the message: bounded
     assert figures["machine"]["cpus"] >= 1
     assert plot.stat().st_size > 10_000 and plot.read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_persistence_mode_reports_every_figure_on_sqlite_and_postgresql(
+        rendered: Callable[[Path], Path], tmp_path: Path) -> None:
+    """`--persistence sqlite,postgres`: app, floor storing through the same layer and floor storing none
+    alternate; writes per answer are counted; the database goes down and comes back; every answer right."""
+    project = rendered(REPO / "examples/retail.yml")
+    out = tmp_path / "stored.json"
+    sessions, messages, rounds = 3, 2, 2
+    result = subprocess.run(
+        [sys.executable, "-m", "brandbot", "bench", str(project), "--persistence", "sqlite,postgres", "--sessions",
+         str(sessions), "--messages", str(messages), "--rounds", str(rounds), "--json", str(out)],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "200"})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    figures = json.loads(out.read_text(encoding="utf-8"))
+    assert figures["config"]["persistence"] == ["sqlite", "postgres"]
+    assert set(figures["stored_conversations"]) == {"sqlite", "postgres"}
+    for kind, stored in figures["stored_conversations"].items():
+        assert f"{kind}: app / floor with the same data layer" in result.stdout
+        rows = stored["rounds"] + [down["figures"] for down in stored["database_down"].values()]
+        assert [row["target"] for row in stored["rounds"]] == ["app", "floor-db", "floor-none"] * rounds
+        for row in rows:
+            assert row["errors"] == 0 and row["wrong"] == 0, (kind, row)
+            for key in ("throughput", "p50_ms", "p95_ms", "p99_ms", "peak_rss_mb"):
+                assert math.isfinite(row[key]) and row[key] > 0, (kind, key, row)
+            assert row["p50_ms"] <= row["p95_ms"] <= row["p99_ms"]
+        for row in stored["rounds"]:
+            assert 0 < row["sustained"] <= row["throughput"] * 1.01, (kind, row)
+            assert (row["writes"] is None) == (row["target"] == "floor-none")
+        for key in ("ratio_same_database", "ratio_no_database", "sustained_ratio_same_database",
+                    "sustained_ratio_no_database"):
+            assert 0 < stored[key] < 10, (kind, key)
+        assert set(stored["writes_per_answer"]) == {"app", "floor-db"}
+        for target, writes in stored["writes_per_answer"].items():
+            assert writes["answers"] == rounds * sessions * messages, (kind, target)
+            assert writes["write_statements"] > 0 and writes["failed"] == 0, (kind, target, writes)
+            # each answer stores at least the customer's message, the run step and the answer; a thread per session
+            assert writes["rows_added"]["steps"] >= 3 and writes["rows_added"]["threads"] > 0, (kind, target, writes)
+            assert math.isfinite(writes["drain_ms"]) and writes["drain_ms"] >= 0
+        assert stored["database_log_lines"] == 0, (kind, "the app logged database trouble while it was up")
+        assert set(stored["database_down"]) == {"app", "floor-db"}
+        for target, down in stored["database_down"].items():
+            assert down["seconds_to_store_again"] is not None, (kind, target, "answers never stored again")
+            if kind == "postgres":
+                assert down["writes_while_down"] == 0, (kind, target)

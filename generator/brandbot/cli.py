@@ -14,7 +14,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Annotated
+from types import ModuleType
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -27,6 +28,9 @@ from .brand_check import BrandCheck, check_brand
 from .brand_file import BrandFileError, load_answers
 from .template_paths import examples_dir
 from .validation import Problem
+
+if TYPE_CHECKING:
+    from .bench import BenchConfig
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Turn one brand file into a tested, deployable Chainlit customer-service bot.")
@@ -344,6 +348,12 @@ def bench(
     generation: Annotated[bool, typer.Option(help="Also time rendering the example brands.")] = True,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write every figure to this JSON file.")] = None,
     plot_out: Annotated[Path | None, typer.Option("--plot", help="Write the sweep's plot to this PNG.")] = None,
+    persistence: Annotated[str, typer.Option(
+        help="Persistence mode: database kinds, e.g. sqlite,postgres. The run then measures only stored "
+             "conversations: the bot storing in the database, beside a bare Chainlit floor storing through the "
+             "same data layer and one storing nothing (rounds alternating), SQL writes per answer, and answers "
+             "with the database down (SQLite: its write lock held; PostgreSQL: a throw-away cluster stopped).",
+    )] = "",
 ) -> None:
     """Measure the bot against the framework floor, with real processes and socket.io."""
     from . import bench as benchmark
@@ -357,9 +367,15 @@ def bench(
         raise fail(str(error)) from None
     except ValueError:
         raise fail(f"--sweep takes session counts separated by commas, not {sweep!r}") from None
+    kinds = tuple(dict.fromkeys(part.strip().lower() for part in persistence.split(",") if part.strip()))
+    if unknown := [kind for kind in kinds if kind not in benchmark.DATABASE_KINDS]:
+        raise fail(f"--persistence takes {' and '.join(benchmark.DATABASE_KINDS)}, not {', '.join(unknown)}")
     config = benchmark.BenchConfig(project=project, sessions=sessions, messages=messages, latency_ms=latency_ms,
                                    rounds=rounds, sweep=counts, idle_sessions=idle_sessions,
-                                   long_messages=long_messages)
+                                   long_messages=long_messages, persistence=kinds)
+    if kinds:
+        _bench_stored(benchmark, config, json_out)
+        return
     console.print(f"benchmark: {sessions} sessions x {messages} messages, middleware latency {latency_ms:g} ms, "
                   f"{rounds} rounds each, alternating app and floor", highlight=False)
     try:
@@ -382,6 +398,30 @@ def bench(
         except ImportError:
             raise fail("--plot needs matplotlib: pip install 'brandbot[dev]'") from None
         console.print(f"plot written to {plot_out}", highlight=False)
+
+
+def _bench_stored(benchmark: ModuleType, config: BenchConfig, json_out: Path | None) -> None:
+    """`brandbot bench --persistence ...`: the stored-conversations figures, table per database."""
+    from .processes import ServiceError
+
+    console.print(f"benchmark, stored conversations ({', '.join(config.persistence)}): {config.sessions} sessions x "
+                  f"{config.messages} messages, middleware latency {config.latency_ms:g} ms, {config.rounds} rounds "
+                  "each, alternating app, floor with the same data layer, floor without a database", highlight=False)
+    try:
+        with _stop_signals():
+            results = benchmark.run_stored_bench(config, report=lambda line: console.print(
+                line, highlight=False, markup=False, soft_wrap=True))
+    except ServiceError as error:
+        raise fail(f"could not start a server: {error}") from None
+    except benchmark.DatabaseUnavailable as error:
+        raise fail(f"no database for the persistence mode: {error}") from None
+    except Stopped as stop:
+        raise stop.exit() from None
+    for table in benchmark.stored_tables(results):
+        console.print(table)
+    if json_out:
+        benchmark.write_json(results, json_out)
+        console.print(f"figures written to {json_out}", highlight=False)
 
 
 @app.command()

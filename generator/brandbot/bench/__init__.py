@@ -9,11 +9,19 @@ numbers depend on the machine.
 
 `config` holds the options, `servers` starts what is loaded, `load` plays the customers, `run`
 orders the steps, `render_timing` times rendering, `report` types the figures and shows them.
+
+The persistence mode (`stored`) loads the bot storing conversations in SQLite or PostgreSQL
+(`databases`) beside two floors: one storing through the same data layer, one storing nothing;
+`counted_chainlit` counts each server's SQL statements, `sql_counts` reads them.
 """
 
 from .config import BenchConfig
+from .databases import KINDS as DATABASE_KINDS
+from .databases import DatabaseUnavailable
 from .render_timing import generation_times
-from .report import BenchResults, bench_table, plot, write_json
+from .report import BenchResults, StoredResults, bench_table, plot, stored_tables, write_json
 from .run import run_bench
+from .stored import run_stored_bench
 
-__all__ = ["BenchConfig", "BenchResults", "bench_table", "generation_times", "plot", "run_bench", "write_json"]
+__all__ = ["DATABASE_KINDS", "BenchConfig", "BenchResults", "DatabaseUnavailable", "StoredResults", "bench_table",
+           "generation_times", "plot", "run_bench", "run_stored_bench", "stored_tables", "write_json"]

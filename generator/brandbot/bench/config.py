@@ -23,7 +23,11 @@ class BenchConfig:
     sweep: tuple[int, ...] = ()
     idle_sessions: int = 200
     long_messages: int = 500
+    #: Database kinds for the persistence mode (sqlite, postgres): when set, the run measures stored
+    #: conversations only, against a floor storing through the same data layer and one storing none.
+    persistence: tuple[str, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         """The fields as JSON values (the project as the path it was given)."""
-        return {**asdict(self), "project": str(self.project), "sweep": list(self.sweep)}
+        return {**asdict(self), "project": str(self.project), "sweep": list(self.sweep),
+                "persistence": list(self.persistence)}

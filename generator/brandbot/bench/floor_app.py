@@ -2,15 +2,24 @@
 
 `servers.py` copies this file as `app.py` into a scratch folder and runs it with `chainlit run`;
 nothing imports it (it reads its settings from the environment at import).
+
+With FLOOR_DATABASE_URL set (the persistence mode) it stores conversations as the bot does, so
+the comparison is fair: the rendered project's own data layer class (FLOOR_PROJECT is put on
+sys.path to import it), on a database migrated to the project's schema, without the bot's guard;
+and a header sign-in that names a new visitor each time, as the bot does for a new browser
+(Chainlit writes threads only for a signed-in user).
 """
 
 import asyncio
 import os
+import sys
+import uuid
 
 import chainlit as cl
 
 LATENCY = float(os.environ["FLOOR_LATENCY_MS"]) / 1000
 REPLY = os.environ["FLOOR_REPLY"]  # the same words the middleware answers, so both send as much
+DATABASE_URL = os.environ.get("FLOOR_DATABASE_URL", "")
 
 
 @cl.on_chat_start
@@ -25,3 +34,16 @@ async def on_message(message: cl.Message) -> None:
     await asyncio.sleep(LATENCY)
     status.content = message.content.split(" ", 1)[0] + " " + REPLY
     await status.update()
+
+
+if DATABASE_URL:
+    sys.path.insert(0, os.environ["FLOOR_PROJECT"])
+    from brandbot_runtime.persistence import StoredConversations
+
+    @cl.data_layer
+    def data_layer() -> StoredConversations:
+        return StoredConversations(DATABASE_URL)
+
+    @cl.header_auth_callback
+    async def sign_in(headers: dict) -> cl.User:
+        return cl.User(identifier=f"visitor:{uuid.uuid4().hex}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,10 +83,22 @@ def median_round(rounds: list[Round]) -> Round:
     return ordered[len(ordered) // 2]
 
 
-async def load(server: Server, sessions: int, messages: int, timeout: float = 120) -> Round:
-    """N sessions connect and get their welcome (untimed), then each sends M messages in turn."""
+#: Something a round awaits at one of its moments (see `load`).
+Hook = Callable[[], Awaitable[None]]
+
+
+async def load(server: Server, sessions: int, messages: int, timeout: float = 120, *,
+               prepared: Hook | None = None, answered: Hook | None = None) -> Round:
+    """N sessions connect and get their welcome (untimed), then each sends M messages in turn.
+
+    `prepared` is awaited once every session is open, before the clock starts (to let writes
+    settle, or take the database down); `answered` after the last answer, before the sessions
+    close, with CPU and peak memory still counting (so the writes a round leaves behind are part
+    of its cost)."""
     chats = [ChainlitChat(server.service.base_url, timeout=timeout) for _ in range(sessions)]
     await _open(chats)
+    if prepared is not None:
+        await prepared()
     tally = Tally()
     process = server.process
     _reset_peak_rss(process.pid)
@@ -94,6 +106,8 @@ async def load(server: Server, sessions: int, messages: int, timeout: float = 12
     started = time.perf_counter()
     await asyncio.gather(*(_converse(server, f"s{index}", chat, messages, tally) for index, chat in enumerate(chats)))
     seconds = time.perf_counter() - started
+    if answered is not None:
+        await answered()
     cpu = _cpu_seconds(process) - cpu_before
     peak = _peak_rss_mb(process.pid)
     await asyncio.gather(*(chat.close() for chat in chats))

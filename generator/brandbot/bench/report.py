@@ -1,11 +1,13 @@
 """The figures of a bench run, typed, and the three ways they are shown: JSON, a table, a plot.
 
-The JSON's keys and shape are what `docs/performance.json` and `tests/test_bench.py` read.
+The JSON's keys and shape are what `docs/performance.json` (`docs/performance-stored.json` for
+the persistence mode) and `tests/test_bench.py` read.
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from operator import attrgetter
@@ -39,7 +41,7 @@ class RoundFigures:
 
     def line(self) -> str:
         """The progress line printed as the round ends."""
-        return (f"{self.target:>5} {self.sessions:>3}x{self.messages}: "
+        return (f"{self.target:>10} {self.sessions:>3}x{self.messages}: "
                 f"{self.throughput:7.1f} msg/s  p50 {self.p50_ms:6.1f}  p95 {self.p95_ms:6.1f}  "
                 f"p99 {self.p99_ms:6.1f} ms  cpu {self.cpu_ms_per_message:.2f} ms/msg  "
                 f"peak {self.peak_rss_mb:.0f} MB  errors {self.errors}  wrong {self.wrong}")
@@ -124,7 +126,7 @@ class BenchResults:
         return figures
 
 
-def write_json(results: BenchResults, path: Path) -> None:
+def write_json(results: BenchResults | StoredResults, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results.as_json(), indent=2) + "\n", encoding="utf-8")
 
@@ -197,3 +199,178 @@ def plot(results: BenchResults, path: Path) -> Path:
     figure.savefig(path)
     plt.close(figure)
     return path
+
+
+# ---- the persistence mode (`brandbot bench --persistence ...`) ----
+
+STORED_TARGETS = ("app", "floor-db", "floor-none")
+_STORED_HEADERS = ("app", "floor, same data layer", "floor, no database")
+
+
+@dataclass(frozen=True)
+class Writes:
+    """What a server wrote to its database, per answered message.
+
+    Statements are those the server's SQLAlchemy engines executed without error (counted by
+    `counted_chainlit.py`); rows_written is the row count those INSERT/UPDATE/DELETE statements
+    reported; rows_added the growth of each table, read from the database itself."""
+
+    answers: int
+    write_statements: float
+    inserts: float
+    updates: float
+    deletes: float
+    rows_written: float
+    selects: float
+    commits: float
+    failed: float
+    rows_added: dict[str, float]
+    drain_ms: float  # from the round's last answer to its last statement (the backlog); median over rounds
+
+
+@dataclass(frozen=True)
+class StoredRound:
+    """One round of the persistence mode: the load figures and, for a storing server, its writes.
+
+    `sustained` counts the round until its last write rather than its last answer: Chainlit writes
+    from tasks nobody waits for, so a backlog can outlast the answers (msg/s)."""
+
+    figures: RoundFigures
+    writes: Writes | None
+    sustained: float
+
+
+@dataclass(frozen=True)
+class DatabaseDown:
+    """One round with the database down from before the first message to after the last answer."""
+
+    figures: RoundFigures
+    writes_while_down: int  # write statements that still succeeded while it was down
+    failed_while_down: int  # statements the driver failed while it was down
+    seconds_to_store_again: float | None  # after the database is back, until a round's answers were stored
+    log_lines: list[str]  # the server's log lines about the database during and after the outage (first 5)
+
+
+@dataclass(frozen=True)
+class StoredDatabase:
+    """Every figure of one database kind."""
+
+    kind: str
+    rounds: list[StoredRound]
+    median: dict[str, RoundFigures]
+    writes: dict[str, Writes]  # over all rounds, for the storing servers
+    down: dict[str, DatabaseDown]
+    database_log_lines: int  # the app's log lines about the database while it was up (0 expected)
+
+    @property
+    def ratio_same_database(self) -> float:
+        """App over the floor storing through the same data layer: goal >= 0.85."""
+        return round(self.median["app"].throughput / self.median["floor-db"].throughput, 3)
+
+    @property
+    def ratio_no_database(self) -> float:
+        """App (storing) over the floor storing nothing: goal >= 0.75."""
+        return round(self.median["app"].throughput / self.median["floor-none"].throughput, 3)
+
+    @property
+    def sustained(self) -> dict[str, float]:
+        """Each server's median throughput counted until its last write (see StoredRound)."""
+        by_target: dict[str, list[float]] = {}
+        for row in self.rounds:
+            by_target.setdefault(row.figures.target, []).append(row.sustained)
+        return {target: round(statistics.median(values), 1) for target, values in by_target.items()}
+
+    @property
+    def sustained_ratio_same_database(self) -> float:
+        return round(self.sustained["app"] / self.sustained["floor-db"], 3)
+
+    @property
+    def sustained_ratio_no_database(self) -> float:
+        return round(self.sustained["app"] / self.sustained["floor-none"], 3)
+
+    def round_ratios(self, floor: str) -> list[float]:
+        """App over `floor` round by round (each app round beside the floor round after it)."""
+        by_target: dict[str, list[RoundFigures]] = {}
+        for row in self.rounds:
+            by_target.setdefault(row.figures.target, []).append(row.figures)
+        return [round(app.throughput / other.throughput, 3)
+                for app, other in zip(by_target["app"], by_target[floor], strict=True)]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "rounds": [{**asdict(row.figures), "sustained": row.sustained,
+                        "writes": asdict(row.writes) if row.writes else None} for row in self.rounds],
+            "median": {target: asdict(row) for target, row in self.median.items()},
+            "ratio_same_database": self.ratio_same_database, "ratio_no_database": self.ratio_no_database,
+            "sustained": self.sustained, "sustained_ratio_same_database": self.sustained_ratio_same_database,
+            "sustained_ratio_no_database": self.sustained_ratio_no_database,
+            "round_ratios": {"same_database": self.round_ratios("floor-db"),
+                             "no_database": self.round_ratios("floor-none")},
+            "writes_per_answer": {target: asdict(writes) for target, writes in self.writes.items()},
+            "database_down": {target: asdict(down) for target, down in self.down.items()},
+            "database_log_lines": self.database_log_lines}
+
+
+@dataclass
+class StoredResults:
+    """Every figure of a persistence run, one entry per database kind."""
+
+    config: BenchConfig
+    machine: Machine
+    databases: dict[str, StoredDatabase]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"config": self.config.as_json(), "machine": asdict(self.machine),
+                "stored_conversations": {kind: figures.as_json() for kind, figures in self.databases.items()}}
+
+
+#: The table's rows per database: label, and what to show of each server (None: not taken for it).
+_STORED_ROWS: tuple[tuple[str, Callable[[StoredDatabase, str], object]], ...] = (
+    ("throughput (msg/s, median round)", lambda db, target: db.median[target].throughput),
+    ("throughput until the last write (msg/s, median)", lambda db, target: db.sustained[target]),
+    ("p50 / p95 latency (ms)", lambda db, target: f"{db.median[target].p50_ms} / {db.median[target].p95_ms}"),
+    ("server CPU per message (ms, backlog included)", lambda db, target: db.median[target].cpu_ms_per_message),
+    ("server peak RSS (MB)", lambda db, target: db.median[target].peak_rss_mb),
+    ("errors / wrong answers (all rounds)", lambda db, target: "{} / {}".format(
+        *(sum(getattr(row.figures, key) for row in db.rounds if row.figures.target == target)
+          for key in ("errors", "wrong")))),
+    ("write statements per answer", lambda db, target: _writes(db, target, "write_statements")),
+    ("rows written per answer", lambda db, target: _writes(db, target, "rows_written")),
+    ("SELECTs / commits per answer", lambda db, target: _writes(db, target, "selects", "commits")),
+    ("steps / threads rows added per answer", lambda db, target: None if target not in db.writes else
+     f"{db.writes[target].rows_added.get('steps', 0)} / {db.writes[target].rows_added.get('threads', 0)}"),
+    ("write backlog after a round (ms, median)", lambda db, target: _writes(db, target, "drain_ms")),
+    ("database down: p50 / p95 latency (ms)", lambda db, target: None if target not in db.down else
+     f"{db.down[target].figures.p50_ms} / {db.down[target].figures.p95_ms}"),
+    ("database down: errors / wrong answers", lambda db, target: None if target not in db.down else
+     f"{db.down[target].figures.errors} / {db.down[target].figures.wrong}"),
+    ("database back: stored again after (s)", lambda db, target: None if target not in db.down else
+     db.down[target].seconds_to_store_again),
+)
+
+
+def _writes(db: StoredDatabase, target: str, *keys: str) -> str | None:
+    if target not in db.writes:
+        return None
+    return " / ".join(str(getattr(db.writes[target], key)) for key in keys)
+
+
+def stored_tables(results: StoredResults) -> list[Table]:
+    """One table per database: the app beside both floors, under the two throughput ratios."""
+    tables = []
+    for kind, db in results.databases.items():
+        table = Table(title=f"{kind}: app / floor with the same data layer {db.ratio_same_database:.2f} (goal 0.85), "
+                            f"app / floor without a database {db.ratio_no_database:.2f} (goal 0.75); "
+                            f"until the last write: {db.sustained_ratio_same_database:.2f} and "
+                            f"{db.sustained_ratio_no_database:.2f}")
+        table.add_column("figure")
+        for header in _STORED_HEADERS:
+            table.add_column(header, justify="right")
+        for label, show in _STORED_ROWS:
+            table.add_row(label, *(_cell(show(db, target)) for target in STORED_TARGETS))
+        tables.append(table)
+    return tables
+
+
+def _cell(value: object) -> str:
+    return "-" if value is None else str(value)

@@ -2,28 +2,40 @@
 
 Both run for real on loopback. Each comes with its right answer to a load message
 (`[sN] message M`): the session's tag, then the reply the middleware routes such a message to.
+
+The persistence mode (`started_stored`) runs three: the app storing conversations in a database,
+the floor storing them in another database of the same kind through the same data layer, and the
+floor with none; all three under `counted_chainlit.py`, which counts the SQL statements each runs.
 """
 
 from __future__ import annotations
 
+import secrets
 import shutil
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from ..processes import Service, chainlit_command, free_port, python_env, start, start_bot
+from ..processes import Service, chainlit_command, free_port, python_env, start, start_bot, start_middleware
 from ..reference_middleware import Router, routing_for
 from ..rendered_project import project_display
 from .config import BenchConfig
+from .databases import Database, migrate, open_database
 from .load import Server
+from .sql_counts import StatementLog
 
 FLOOR_APP = Path(__file__).with_name("floor_app.py")
+COUNTED_CHAINLIT = Path(__file__).with_name("counted_chainlit.py")
+#: The persistence mode's servers: the app, the floor storing through the same data layer, the floor storing none.
+STORED_TARGETS = ("app", "floor-db", "floor-none")
 
 #: The app's settings under load: no pause between statuses, and a rate limit far above the load
-#: (the load is not a customer typing).
-APP_ENV = {"TRANSITION_DELAY_SECONDS": "0", "REQUEST_TIMEOUT_SECONDS": "60", "MESSAGES_PER_MINUTE": "100000"}
+#: (the load is not a customer typing). Conversations are not stored unless the mode says so.
+APP_ENV = {"TRANSITION_DELAY_SECONDS": "0", "REQUEST_TIMEOUT_SECONDS": "60", "MESSAGES_PER_MINUTE": "100000",
+           "DATABASE_URL": "off"}
 
 
 @dataclass(frozen=True)
@@ -84,12 +96,23 @@ def started(config: BenchConfig, work: Path) -> Iterator[Servers]:
         yield Servers(Server("app", bot.app, answers.app), Server("floor", floor, answers.floor), bot.middleware)
 
 
-def start_floor(config: BenchConfig, reply: str, work: Path) -> Service:
-    """The floor app under `chainlit run`, answering `reply` after the middleware's latency."""
+def start_floor(config: BenchConfig, reply: str, work: Path, *, name: str = "floor", database_url: str = "",
+                counts: Path | None = None) -> Service:
+    """The floor app under `chainlit run`, answering `reply` after the middleware's latency; storing
+    conversations at `database_url` when given, its SQL statements counted into `counts` when given."""
     port = free_port()
     env = python_env({"FLOOR_LATENCY_MS": str(config.latency_ms), "FLOOR_REPLY": reply})
-    return start("floor", chainlit_command(port), cwd=floor_project(config.project, work / "floor"), env=env,
-                 port=port, log_dir=work)
+    env.pop("DATABASE_URL", None)  # else Chainlit would pick its own data layer from it
+    if database_url:
+        env.update({"FLOOR_DATABASE_URL": database_url, "FLOOR_PROJECT": str(config.project.resolve()),
+                    "CHAINLIT_AUTH_SECRET": secrets.token_urlsafe(32)})
+    command = counted_command(counts, port) if counts is not None else chainlit_command(port)
+    return start(name, command, cwd=floor_project(config.project, work / name), env=env, port=port, log_dir=work)
+
+
+def counted_command(counts: Path, port: int) -> list[str]:
+    """`chainlit run app.py --headless` on loopback, its SQL statements counted into `counts`."""
+    return [sys.executable, str(COUNTED_CHAINLIT), str(counts), *chainlit_command(port)[3:]]
 
 
 def floor_project(project: Path, into: Path) -> Path:
@@ -99,3 +122,52 @@ def floor_project(project: Path, into: Path) -> Path:
     (into / "chainlit.md").write_text("", encoding="utf-8")
     shutil.copyfile(FLOOR_APP, into / "app.py")
     return into
+
+
+@dataclass(frozen=True)
+class StoredServers:
+    """The persistence mode's servers, the database they store in, and each one's statement counts."""
+
+    app: Server
+    floor: Server
+    bare: Server
+    middleware: Service
+    database: Database
+    statements: dict[str, StatementLog]  # by server name (the bare floor's stays empty)
+
+    @property
+    def under_load(self) -> list[Server]:
+        """The three servers, in the order every round loads them."""
+        return [self.app, self.floor, self.bare]
+
+
+@contextmanager
+def started_stored(config: BenchConfig, kind: str, work: Path) -> Iterator[StoredServers]:
+    """A database of `kind` (one per storing server, both migrated to the project's schema), then the
+    middleware, the app storing in its database, the floor storing in its own, and the bare floor."""
+    answers = RightAnswers.of(config.project)
+    logs = work / f"logs-{kind}"
+    with ExitStack() as running:
+        database = open_database(kind, work)
+        running.callback(database.close)
+        urls = {name: database.create(name) for name in ("app", "floor")}
+        for url in urls.values():
+            migrate(config.project, url)
+        counts = {name: work / f"{name}-{kind}-statements.json" for name in STORED_TARGETS}
+        secret = "bench-" + secrets.token_urlsafe(24)
+        middleware = start_middleware(config.project / "brand.toml", port=free_port(), secret=secret, log_dir=logs,
+                                      latency_ms=config.latency_ms)
+        running.callback(middleware.stop)
+        port = free_port()
+        app = start("app", counted_command(counts["app"], port), cwd=config.project, port=port, log_dir=logs,
+                    env=python_env({"BACKEND_API_URL": f"{middleware.base_url}/chat", "BACKEND_API_SECRET": secret,
+                                    **APP_ENV, "DATABASE_URL": urls["app"]}))
+        running.callback(app.stop)
+        floor = start_floor(config, answers.floor_reply, logs, name="floor-db", database_url=urls["floor"],
+                            counts=counts["floor-db"])
+        running.callback(floor.stop)
+        bare = start_floor(config, answers.floor_reply, logs, name="floor-none", counts=counts["floor-none"])
+        running.callback(bare.stop)
+        yield StoredServers(Server("app", app, answers.app), Server("floor-db", floor, answers.floor),
+                            Server("floor-none", bare, answers.floor), middleware, database,
+                            {name: StatementLog(counts[name]) for name in STORED_TARGETS})
