@@ -8,9 +8,11 @@ every SQL error into a WARNING per call, with the statement's parameters (custom
 - the caller waits at most a short timeout, and no call raises (the writes nobody waits for get a
   longer bound, BACKGROUND_WRITES);
 - a call that outlasts its bound while the database keeps answering other calls is queued behind
-  them, not failing: a write nobody waits for goes on waiting for its turn, an awaited call returns
-  its empty answer, and neither opens the circuit (under load, SQLite works through a backlog of
-  writes one at a time: counting that as an outage skipped the next writes for nothing);
+  them, not failing: a write nobody waits for goes on waiting for its turn, an awaited call waits
+  up to BUSY_SECONDS in all before it returns its empty answer, and neither opens the circuit (under
+  load, SQLite works through a backlog of writes one at a time, and a burst of sign-ins takes its
+  turn: counting that as an outage skipped the next writes, and an impatient sign-in left the
+  conversation without its visitor);
 - after the database fails (an error that says it is unreachable, or a call that gets no answer
   while no other call does either), a circuit stays open for a few seconds: calls return at once
   (reads an empty answer of the right type, writes are skipped and counted), then one call probes again;
@@ -67,6 +69,9 @@ _URL_PASSWORD = re.compile(r"(\b[a-zA-Z][\w+.-]*://[^:/@\s]*:)[^@\s]*@")
 _LOGGED_CLASS = re.compile(r"\(([\w.]+)\)")
 # How long close() waits for writes in flight: within the 10 s `docker stop` gives before SIGKILL.
 DRAIN_SECONDS = 8.0
+# How long in all an awaited call may wait while the database is busy answering others (a hung one
+# costs timeout_seconds): a burst of 50 sign-ins on 2 shared cores took up to 1.3 s.
+BUSY_SECONDS = 5.0
 
 
 @dataclass
@@ -171,7 +176,7 @@ class DataLayerGuard(BaseDataLayer):
     def __init__(self, inner: BaseDataLayer, *, timeout_seconds: float = 1.0,
                  background_timeout_seconds: float = 10.0, open_seconds: float = 5.0,
                  log_interval_seconds: float = 60.0, max_in_flight: int = 5000, drain_seconds: float = DRAIN_SECONDS,
-                 url: str | None = None,
+                 busy_seconds: float = BUSY_SECONDS, url: str | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  inner_loggers: Iterable[str] = ("chainlit",)) -> None:
         self.inner = inner
@@ -181,6 +186,7 @@ class DataLayerGuard(BaseDataLayer):
         self.log_interval_seconds = log_interval_seconds
         self.max_in_flight = max_in_flight
         self.drain_seconds = drain_seconds
+        self.busy_seconds = busy_seconds
         self.clock = clock
         self._tasks: set[asyncio.Future[Any]] = set()  # the calls in flight, abandoned ones included
         self.secrets = [secret for secret in (_url_password(url), _url_password(_inner_url(inner))) if secret]
@@ -220,9 +226,10 @@ class DataLayerGuard(BaseDataLayer):
         state.in_flight += 1
         self._tasks.add(task)
         task.add_done_callback(functools.partial(self._finished, outcome))
-        bound = self.background_timeout_seconds if name in BACKGROUND_WRITES else self.timeout_seconds
+        background = name in BACKGROUND_WRITES
+        bound = self.background_timeout_seconds if background else self.timeout_seconds
         try:
-            done, busy = await self._wait(task, bound, background=name in BACKGROUND_WRITES)
+            done, busy = await self._wait(task, bound, patience=None if background else self.busy_seconds)
         except asyncio.CancelledError:
             if probe:
                 state.probing = False
@@ -234,7 +241,7 @@ class DataLayerGuard(BaseDataLayer):
             # holding locks, and persistence took 24 s instead of under a second to resume after a
             # lock (test_data_layer_guard). It finishes on its own, counted against max_in_flight.
             if busy:
-                return self._failed(write, default, "busy", f"no answer within {bound:g} s ({name}) "
+                return self._failed(write, default, "busy", f"no answer within {self.busy_seconds:g} s ({name}) "
                                     "while the database answered other calls", opens=False)
             return self._failed(write, default, "timeout", f"no answer within {bound:g} s ({name})",
                                 opens=True)
@@ -253,16 +260,17 @@ class DataLayerGuard(BaseDataLayer):
         self._healthy()
         return task.result()
 
-    async def _wait(self, task: asyncio.Future[Any], bound: float, background: bool) -> tuple[bool, bool]:
-        """Wait for `task` up to `bound`; (done, the database answered other calls meanwhile).
-
-        A background write keeps waiting for as long as the database answers others within each
-        bound: it is queued behind them, and nobody is held while it waits."""
+    async def _wait(self, task: asyncio.Future[Any], bound: float, patience: float | None) -> tuple[bool, bool]:
+        """Wait for `task` up to `bound`, then bound after bound for as long as the database answers other
+        calls meanwhile (it is queued behind them), up to `patience` in all (None: no limit, for the
+        writes nobody waits for); (done, whether the database was answering others)."""
+        waited = 0.0
         while True:
             answered = self.state.answered
             done, _ = await asyncio.wait({task}, timeout=bound)
+            waited += bound
             busy = self.state.answered != answered
-            if done or not busy or not background:
+            if done or not busy or (patience is not None and waited >= patience):
                 return bool(done), busy
 
     def _finished(self, outcome: _Outcome, task: asyncio.Future[Any]) -> None:
