@@ -354,6 +354,9 @@ def bench(
              "same data layer and one storing nothing (rounds alternating), SQL writes per answer, and answers "
              "with the database down (SQLite: its write lock held; PostgreSQL: a throw-away cluster stopped).",
     )] = "",
+    guarded_floor: Annotated[bool, typer.Option(
+        help="Persistence mode: the storing floor also goes through the bot's data_layer_guard, to tell the "
+             "guard's cost from the rest of the bot's.")] = False,
 ) -> None:
     """Measure the bot against the framework floor, with real processes and socket.io."""
     from . import bench as benchmark
@@ -372,7 +375,7 @@ def bench(
         raise fail(f"--persistence takes {' and '.join(benchmark.DATABASE_KINDS)}, not {', '.join(unknown)}")
     config = benchmark.BenchConfig(project=project, sessions=sessions, messages=messages, latency_ms=latency_ms,
                                    rounds=rounds, sweep=counts, idle_sessions=idle_sessions,
-                                   long_messages=long_messages, persistence=kinds)
+                                   long_messages=long_messages, persistence=kinds, guarded_floor=guarded_floor)
     if kinds:
         _bench_stored(benchmark, config, json_out)
         return
@@ -406,7 +409,8 @@ def _bench_stored(benchmark: ModuleType, config: BenchConfig, json_out: Path | N
 
     console.print(f"benchmark, stored conversations ({', '.join(config.persistence)}): {config.sessions} sessions x "
                   f"{config.messages} messages, middleware latency {config.latency_ms:g} ms, {config.rounds} rounds "
-                  "each, alternating app, floor with the same data layer, floor without a database", highlight=False)
+                  "each, alternating app, floor with the same data layer"
+                  f"{' behind the guard' if config.guarded_floor else ''}, floor without a database", highlight=False)
     try:
         with _stop_signals():
             results = benchmark.run_stored_bench(config, report=lambda line: console.print(

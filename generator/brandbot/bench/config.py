@@ -26,6 +26,8 @@ class BenchConfig:
     #: Database kinds for the persistence mode (sqlite, postgres): when set, the run measures stored
     #: conversations only, against a floor storing through the same data layer and one storing none.
     persistence: tuple[str, ...] = ()
+    #: The storing floor also goes through the bot's data_layer_guard: tells the guard's cost apart.
+    guarded_floor: bool = False
 
     def as_json(self) -> dict[str, Any]:
         """The fields as JSON values (the project as the path it was given)."""

@@ -7,7 +7,8 @@ With FLOOR_DATABASE_URL set (the persistence mode) it stores conversations as th
 the comparison is fair: the rendered project's own data layer class (FLOOR_PROJECT is put on
 sys.path to import it), on a database migrated to the project's schema, without the bot's guard;
 and a header sign-in that names a new visitor each time, as the bot does for a new browser
-(Chainlit writes threads only for a signed-in user).
+(Chainlit writes threads only for a signed-in user). FLOOR_GUARDED=1 puts the bot's
+data_layer_guard around that layer too, to tell the guard's cost from the rest of the bot's.
 """
 
 import asyncio
@@ -41,8 +42,13 @@ if DATABASE_URL:
     from brandbot_runtime.persistence import StoredConversations
 
     @cl.data_layer
-    def data_layer() -> StoredConversations:
-        return StoredConversations(DATABASE_URL)
+    def data_layer() -> object:
+        layer = StoredConversations(DATABASE_URL)
+        if os.environ.get("FLOOR_GUARDED") == "1":
+            from brandbot_runtime.data_layer_guard import guarded
+
+            return guarded(layer, url=DATABASE_URL)
+        return layer
 
     @cl.header_auth_callback
     async def sign_in(headers: dict) -> cl.User:

@@ -99,13 +99,15 @@ def started(config: BenchConfig, work: Path) -> Iterator[Servers]:
 def start_floor(config: BenchConfig, reply: str, work: Path, *, name: str = "floor", database_url: str = "",
                 counts: Path | None = None) -> Service:
     """The floor app under `chainlit run`, answering `reply` after the middleware's latency; storing
-    conversations at `database_url` when given, its SQL statements counted into `counts` when given."""
+    conversations at `database_url` when given (behind the bot's guard with `config.guarded_floor`),
+    its SQL statements counted into `counts` when given."""
     port = free_port()
     env = python_env({"FLOOR_LATENCY_MS": str(config.latency_ms), "FLOOR_REPLY": reply})
     env.pop("DATABASE_URL", None)  # else Chainlit would pick its own data layer from it
     if database_url:
         env.update({"FLOOR_DATABASE_URL": database_url, "FLOOR_PROJECT": str(config.project.resolve()),
-                    "CHAINLIT_AUTH_SECRET": secrets.token_urlsafe(32)})
+                    "CHAINLIT_AUTH_SECRET": secrets.token_urlsafe(32),
+                    "FLOOR_GUARDED": "1" if config.guarded_floor else "0"})
     command = counted_command(counts, port) if counts is not None else chainlit_command(port)
     return start(name, command, cwd=floor_project(config.project, work / name), env=env, port=port, log_dir=work)
 
