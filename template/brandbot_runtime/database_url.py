@@ -1,10 +1,10 @@
 """Which database keeps the conversations: the DATABASE_URL rule, without touching any database.
 
-Empty or `off` (the default in this release): nothing is stored. `local`: the SQLite file
-`.data/conversations.sqlite3` in the project. Otherwise a PostgreSQL URL (`postgresql+asyncpg://...`; `postgres://` and `postgresql://`
-are read as asyncpg) or another SQLite file (`sqlite+aiosqlite:///path`, a relative path being
-relative to the project, never to the directory the bot was started in). Errors never repeat the
-URL: it may hold a password.
+Empty (the default) or `local`: the SQLite file `.data/conversations.sqlite3` in the project.
+`off`: nothing is stored. Otherwise a PostgreSQL URL (`postgresql+asyncpg://...`; `postgres://` and
+`postgresql://` are read as asyncpg) or another SQLite file (`sqlite+aiosqlite:///path`, a relative
+path being relative to the project, never to the directory the bot was started in). Errors never
+repeat the URL: it may hold a password.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from sqlalchemy.exc import ArgumentError
 from .project_paths import PROJECT_DIR, dotenv_file
 
 OFF = "off"
-LOCAL = "local"  # the project's own SQLite file
+LOCAL = "local"  # the project's own SQLite file, as an empty value: for a .env that wants to say so
 DEFAULT_SQLITE_FILE = PROJECT_DIR / ".data" / "conversations.sqlite3"
 _DRIVERS = {
     "postgres": "postgresql+asyncpg", "postgresql": "postgresql+asyncpg", "postgresql+asyncpg": "postgresql+asyncpg",
@@ -32,9 +32,9 @@ def resolve_database_url(raw: str) -> str | None:
 
     Raises ValueError (without the URL in the message) for anything else."""
     raw = raw.strip()
-    if not raw or raw.lower() == OFF:  # off by default until storing holds under heavy load (see CHANGELOG)
+    if raw.lower() == OFF:
         return None
-    if raw.lower() == LOCAL:
+    if not raw or raw.lower() == LOCAL:
         return sqlite_url(DEFAULT_SQLITE_FILE)
     try:
         url = make_url(raw)

@@ -58,8 +58,8 @@ class Settings(BaseSettings):
     # comma-separated; the bot's own pages always may (request_guard). Same `| str` as above.
     allowed_origins: tuple[str, ...] | str = ()
     max_request_bytes: int = Field(default=262_144, ge=16_384, le=100_000_000)
-    # Where conversations are kept: empty, the project's SQLite file; `off`, nowhere; else a
-    # PostgreSQL or SQLite URL (database_url.py). Secret: a URL may carry a password.
+    # Where conversations are kept: empty (or `local`), the project's SQLite file; `off`, nowhere;
+    # else a PostgreSQL or SQLite URL (database_url.py). Secret: a URL may carry a password.
     database_url: SecretStr = SecretStr("")
     # Verified customers (identity.py): the brand's site signs short-lived HS256 tokens with this secret
     # for this audience (brand.toml's default is the brand's slug). Unset: every customer is anonymous.

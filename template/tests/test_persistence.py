@@ -142,11 +142,11 @@ async def test_persistence_off_stores_nothing(configure, middleware: MiddlewareD
     assert persistence.data_layer() is None
 
 
-def test_local_is_the_projects_sqlite_file_and_nothing_is_stored_by_default() -> None:
+def test_by_default_conversations_go_to_the_projects_sqlite_file_and_off_stores_nothing() -> None:
     assert DEFAULT_SQLITE_FILE == PROJECT_DIR / ".data" / "conversations.sqlite3"
+    assert resolve_database_url("") == resolve_database_url("  ") == sqlite_url(DEFAULT_SQLITE_FILE)
     assert resolve_database_url("local") == resolve_database_url("LOCAL") == sqlite_url(DEFAULT_SQLITE_FILE)
-    assert resolve_database_url("") is None
-    assert resolve_database_url("OFF") is None
+    assert resolve_database_url("off") is None and resolve_database_url("OFF") is None
 
 
 @pytest.mark.parametrize(("given", "expected"), [
