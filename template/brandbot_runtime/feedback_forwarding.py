@@ -247,8 +247,8 @@ def announce(settings: Settings | ConfigurationError, stored: bool) -> None:
     if isinstance(settings, ConfigurationError) or settings.backend_feedback_url is None:
         return
     if not stored:
-        log.warning("BACKEND_FEEDBACK_URL is set but conversations are not stored (DATABASE_URL): Chainlit shows "
-                    "no feedback buttons, so there is no feedback to forward")
+        log.warning("BACKEND_FEEDBACK_URL is set but conversations are not stored (DATABASE_URL=off, or the "
+                    "database failed): Chainlit shows no feedback buttons, so there is no feedback to forward")
     else:
         log.info("feedback on answers forwarded to %s", settings.backend_feedback_url.host)
 

@@ -1,6 +1,7 @@
 // Accessibility fixes for Chainlit's interface, copied verbatim into every brandbot project.
-// Chainlit 2.12 leaves some icon buttons without an accessible name and the page without a
-// language, a main landmark or a heading; this names them with Chainlit's own translations.
+// Chainlit 2.12 leaves some icon buttons (the history sidebar's too) without an accessible name, a
+// few elements without the role their ARIA needs, and the page without a language, a main landmark
+// or a heading; this names them with Chainlit's own translations.
 (function () {
   "use strict";
   var script = document.currentScript;
@@ -11,6 +12,10 @@
     "#chat-submit": { path: ["chat", "input", "actions", "send"], fallback: "Send message" },
     "#stop-button": { path: ["chat", "input", "actions", "stop"], fallback: "Stop Task" },
     ".step button": { path: ["chat", "messages", "actions", "copy", "button"], fallback: "Copy to clipboard" },
+    // The history sidebar, shown to a signed-in browser while conversations are stored
+    "#sidebar-trigger-button": { path: ["threadHistory", "sidebar", "actions", "open"], fallback: "Open sidebar" },
+    "#search-chats-button": { path: ["threadHistory", "sidebar", "filters", "search"], fallback: "Search" },
+    "#thread-options": { path: [], fallback: "Conversation options" },  // no translation for it in Chainlit
   };
   var translation = null;
 
@@ -37,6 +42,14 @@
       heading.style.cssText = "position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0,0,0,0)";
       app.insertBefore(heading, app.firstChild);
     }
+    // A conversation's menu trigger is a div that says it is expanded: give it the role that state needs.
+    document.querySelectorAll('#thread-options[aria-expanded]:not([role])').forEach(function (element) {
+      element.setAttribute("role", "button");
+    });
+    // The sidebar's menus are lists whose items are divs: mark them as the items they are.
+    document.querySelectorAll('ul[data-sidebar="menu"] > div:not([role])').forEach(function (element) {
+      element.setAttribute("role", "listitem");
+    });
     Object.keys(names).forEach(function (selector) {
       var entry = names[selector];
       document.querySelectorAll(selector).forEach(function (button) {
