@@ -114,7 +114,8 @@ def start_floor(config: BenchConfig, reply: str, work: Path, *, name: str = "flo
 
 def counted_command(counts: Path, port: int) -> list[str]:
     """`chainlit run app.py --headless` on loopback, its SQL statements counted into `counts`."""
-    return [sys.executable, str(COUNTED_CHAINLIT), str(counts), *chainlit_command(port)[3:]]
+    run_arguments = chainlit_command(port)[3:]  # after `python -m chainlit`: run app.py --headless ...
+    return [sys.executable, str(COUNTED_CHAINLIT), str(counts), *run_arguments]
 
 
 def floor_project(project: Path, into: Path) -> Path:
