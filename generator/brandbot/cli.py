@@ -1,4 +1,4 @@
-"""The `brandbot` command: new, validate, examples, middleware, smoke, demo.
+"""The `brandbot` command: new, validate, examples, middleware, smoke, demo, embed, bench.
 
 Every user mistake (a missing file, a bad YAML line, a port in use, a bad answer) ends in one
 clear sentence on stderr and exit status 1, never a traceback.
@@ -453,6 +453,22 @@ def screenshots(
         except ImportError:
             raise fail("screenshots need Playwright: pip install 'brandbot[dev]'") from None
         console.print(f"{brand_file.stem}: {saved}", markup=False, highlight=False)
+
+
+@app.command()
+def embed(
+    project: Annotated[Path, typer.Argument(help="A rendered bot project.")],
+    url: Annotated[str, typer.Option(help="The bot's public address, where the site's pages will load it from.")] = (
+        "http://localhost:8000"),
+) -> None:
+    """Print the one-line snippet and the checklist that put the chat on the brand's website."""
+    from .embed_guide import embed_guide
+    from .rendered_project import ProjectError
+
+    try:
+        console.print(embed_guide(project, url), markup=False, highlight=False, soft_wrap=True)
+    except ProjectError as error:
+        raise fail(str(error)) from None
 
 
 @app.command()

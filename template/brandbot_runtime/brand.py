@@ -45,6 +45,7 @@ class Texts(BaseModel):
     error_too_many_messages: str
     error_busy: str
     retry: str
+    open_chat: str  # the website widget's button (public/embed.js)
 
     def specialist(self, label: str) -> str:
         """The transition status for a specialist; `{label}` is its only placeholder."""

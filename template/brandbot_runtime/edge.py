@@ -21,10 +21,11 @@ def install() -> None:
         return
     from chainlit.server import app  # each protection below adds itself to this app
 
-    from . import identity, identity_cookies, request_guard, security_headers
+    from . import identity, identity_cookies, request_guard, security_headers, widget_assets
 
     identity.install_auth_secret()  # before Chainlit checks for it, once app.py is imported
-    identity_cookies.install(app)  # innermost: only requests the guard let through get an identity
+    widget_assets.install(app)  # the website widget's script without its third-party font request
+    identity_cookies.install(app)  # inner to the guard: only requests it let through get an identity
     request_guard.install(app)  # origins, body limits, socket events; added first, so the headers wrap its refusals
     security_headers.install(app)
     _bound_socket_frames()

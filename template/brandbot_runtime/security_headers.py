@@ -67,9 +67,9 @@ def without_third_party_links(html: bytes) -> bytes:
 class Policy:
     """What the page may load and who may frame it.
 
-    `frame_ancestors` holds origins besides the bot's own that may frame it: empty today; the
-    website-widget work fills it from the brand's site origins (see `policy_for`). X-Frame-Options
-    stays SAMEORIGIN for old browsers: browsers that know frame-ancestors ignore it.
+    `frame_ancestors` holds origins besides the bot's own that may frame it: the brand's website
+    origins (see `policy_for`). X-Frame-Options stays SAMEORIGIN for old browsers: browsers that
+    know frame-ancestors ignore it.
     """
 
     image_hosts: tuple[str, ...] = ()
@@ -114,8 +114,10 @@ class Policy:
 
 
 def policy_for(settings: Any) -> Policy:
-    """The policy of a deployment: the brand's image hosts (IMAGE_HOSTS overrides brand.toml)."""
-    return Policy(image_hosts=tuple(getattr(settings, "image_hosts", ())))
+    """The policy of a deployment: the brand's image hosts and website origins (IMAGE_HOSTS and
+    ALLOWED_ORIGINS override brand.toml); the website's pages may frame the chat."""
+    return Policy(image_hosts=tuple(getattr(settings, "image_hosts", ())),
+                  frame_ancestors=tuple(getattr(settings, "allowed_origins", ())))
 
 
 @lru_cache(maxsize=1)
