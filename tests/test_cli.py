@@ -142,10 +142,10 @@ def test_middleware_needs_a_secret_and_a_free_port() -> None:
 
 
 def test_demo_serves_the_default_brand_and_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
-    port, middleware_port = free_port(), free_port()
+    port, middleware_port, site_port = free_port(), free_port(), free_port()
     process = subprocess.Popen([*BRANDBOT, "demo", "--port", str(port), "--middleware-port", str(middleware_port),
-                                "--out", str(tmp_path / "demo")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, start_new_session=True)
+                                "--site-port", str(site_port), "--out", str(tmp_path / "demo")],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         deadline = time.monotonic() + 90
         healthy = False
@@ -161,16 +161,19 @@ def test_demo_serves_the_default_brand_and_stops_everything_on_ctrl_c(tmp_path: 
         assert httpx.get(f"http://127.0.0.1:{middleware_port}/health", timeout=2).status_code == 200
         title = httpx.get(f"http://127.0.0.1:{port}/", timeout=5).text
         assert "Northwind Outfitters" in title
+        for page in ("/", "/help"):  # the brand's demo website, the widget tag on each page
+            site = httpx.get(f"http://127.0.0.1:{site_port}{page}", timeout=5).text
+            assert f'<script src="http://localhost:{port}/public/embed.js" defer></script>' in site
         os.killpg(process.pid, signal.SIGINT)
         output, _ = process.communicate(timeout=30)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
     assert process.returncode == 0, output
-    assert f"http://localhost:{port}" in output
+    assert f"http://localhost:{port}" in output and f"http://localhost:{site_port}" in output
     assert "simulate error" in output
     assert "Demo stopped." in output
-    for wanted in (port, middleware_port):
+    for wanted in (port, middleware_port, site_port):
         with pytest.raises(httpx.TransportError):
             httpx.get(f"http://127.0.0.1:{wanted}/health", timeout=1)
 

@@ -40,7 +40,8 @@ DEMO_EXIT = {signal.SIGINT: 0, signal.SIGTERM: 128 + signal.SIGTERM, signal.SIGH
 
 def _demo_command(target: str, port: int, middleware_port: int, out: Path) -> list[str]:
     """`brandbot demo` itself, or `make demo` in this checkout with this environment's venv."""
-    options = ["--port", str(port), "--middleware-port", str(middleware_port), "--out", str(out)]
+    options = ["--port", str(port), "--middleware-port", str(middleware_port), "--site-port", str(free_port()),
+               "--out", str(out)]
     if target == "brandbot":
         return [*BRANDBOT, "demo", *options]
     venv = Path(sys.prefix)  # `-o` keeps make from reinstalling the venv if pyproject.toml is newer

@@ -232,23 +232,32 @@ def demo(
     port: Annotated[int, typer.Option(help="Port for the chat app.")] = 8000,
     middleware_port: Annotated[int, typer.Option(help="Port for the reference middleware.")] = 8001,
     out: Annotated[Path, typer.Option(help="Where to render the demo bot.")] = Path("build/demo"),
+    site_port: Annotated[int | None, typer.Option(help="Port for the brand's demo website (default: --port + 2).")] = (
+        None),
 ) -> None:
-    """Render a brand and run it with the reference middleware until Ctrl-C."""
+    """Render a brand and run it with the reference middleware until Ctrl-C, with a fake website of the
+    brand that shows the chat widget."""
+    from .demo_site import DemoSite
     from .processes import ServiceError, port_is_free, start_bot
 
     brand_file = brand_file or examples_dir() / DEFAULT_BRAND
     brand = checked_brand(brand_file)
-    for wanted, option in [(port, "--port"), (middleware_port, "--middleware-port")]:
+    site_port = port + 2 if site_port is None else site_port
+    for wanted, option in [(port, "--port"), (middleware_port, "--middleware-port"), (site_port, "--site-port")]:
         if not port_is_free(wanted):
             raise fail(f"port {wanted} on 127.0.0.1 is already in use; pick another with {option}")
     _render_fresh(brand, brand_file, out)
     log_dir = Path(tempfile.mkdtemp(prefix="brandbot-demo-"))
-    bot = None
+    bot = site = None
     try:
         with _stop_signals():
             try:
-                bot = start_bot(out, log_dir=log_dir, port=port, middleware_port=middleware_port)
-                _print_demo_guide(brand.resolved, out, port, log_dir)
+                site_origins = f"http://localhost:{site_port},http://127.0.0.1:{site_port}"
+                bot = start_bot(out, log_dir=log_dir, port=port, middleware_port=middleware_port,
+                                app_env={"ALLOWED_ORIGINS": site_origins})
+                site = DemoSite(site_port, brand_name=brand.resolved["brand_name"],
+                                colour=brand.resolved["primary_color"], bot_url=f"http://localhost:{port}")
+                _print_demo_guide(brand.resolved, out, port, log_dir, site.url)
                 while bot.app.process.poll() is None and bot.middleware.process.poll() is None:
                     time.sleep(0.5)
                 raise fail(f"a demo process stopped unexpectedly; see the logs in {log_dir}")
@@ -256,6 +265,8 @@ def demo(
                 _say("\nStopping the demo...")
                 raise
             finally:
+                if site is not None:
+                    site.stop()
                 if bot is not None:
                     bot.stop()
     except ServiceError as error:
@@ -266,7 +277,7 @@ def demo(
             raise typer.Exit(stop.exit_code) from None
 
 
-def _print_demo_guide(resolved: dict, out: Path, port: int, log_dir: Path) -> None:
+def _print_demo_guide(resolved: dict, out: Path, port: int, log_dir: Path, site_url: str) -> None:
     from .rendered_project import category_label
 
     labels = [category_label(category, (details or {}).get("label"))
@@ -280,6 +291,7 @@ def _print_demo_guide(resolved: dict, out: Path, port: int, log_dir: Path) -> No
                       markup=False, highlight=False)
     console.print("  - simulate error / simulate timeout / simulate bad answer   (the failure messages)",
                   markup=False, highlight=False)
+    console.print(f"\nThe brand's website with the chat widget (two pages): [link]{site_url}[/link]", highlight=False)
     console.print(f"\nProject: {out}   Logs: {log_dir}\nPress Ctrl-C to stop.", markup=False, highlight=False)
 
 
