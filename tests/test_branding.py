@@ -115,7 +115,7 @@ def test_without_a_logo_the_monogram_is_used(tmp_path: Path) -> None:
 def test_copier_alone_leaves_the_logo_to_brandbot(tmp_path: Path) -> None:
     project = copier_render(tmp_path, {"brand_name": "Acme", "logo": "assets/acme.png", "favicon": "assets/acme.png"})
     public = sorted(path.name for path in (project / "public").iterdir())
-    assert public == ["brandbot.js", "theme.json"]
+    assert public == ["brandbot.js", "embed.js", "theme.json", "widget.css", "widget.json"]
 
 
 def write(path: Path, data: bytes) -> Path:
