@@ -13,10 +13,11 @@ import pytest
 
 from brandbot.brand_file import load_answers
 from brandbot.browser import BrowserMissing, chromium
+from brandbot.postgres_cluster import PostgresCluster, PostgresMissing
 from brandbot.processes import start_bot
 from brandbot.render import render_brand
 
-from .helpers import FIGURES, BotRun, LiveBot, PostgresCluster, PostgresMissing, checkout_template, project_files
+from .helpers import FIGURES, BotRun, LiveBot, checkout_template, project_files
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,7 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[PostgresCluster]:
-    """A throw-away PostgreSQL cluster for this module (tests/helpers.py PostgresCluster); a test that wants
+    """A throw-away PostgreSQL cluster for this module (brandbot.postgres_cluster); a test that wants
     a database of its own calls `postgres.create_database(name)`. A missing PostgreSQL fails, in CI or not,
     as a missing browser does (`make test` installs Debian's postgresql)."""
     try:

@@ -1,4 +1,4 @@
-"""A real PostgreSQL in the tests: the throw-away cluster (tests/helpers.py PostgresCluster) is a real server
+"""A real PostgreSQL in the tests: the throw-away cluster (brandbot.postgres_cluster) is a real server
 that keeps what was committed across a crash, runs as the user PostgreSQL accepts, listens on loopback only
 and leaves nothing behind; a generated project's migrations apply to it from scratch and again without
 change, and its drift check (every column Chainlit writes) holds there as on SQLite."""
@@ -19,9 +19,10 @@ from pathlib import Path
 import pytest
 
 from brandbot.chat_client import ChainlitChat, Exchange
+from brandbot.postgres_cluster import PostgresCluster
 from brandbot.processes import RunningBot, start_bot
 
-from .helpers import EXAMPLES, PostgresCluster, record_figure
+from .helpers import EXAMPLES, record_figure
 
 
 def test_committed_rows_survive_an_immediate_stop_and_restart(postgres: PostgresCluster) -> None:

@@ -19,9 +19,10 @@ from playwright.sync_api import expect
 
 from brandbot.browser import send
 from brandbot.chat_client import ChainlitChat, ChatProtocolError
+from brandbot.postgres_cluster import PostgresCluster
 from brandbot.processes import Service, free_port, start_app
 
-from .helpers import EXAMPLES, PostgresCluster, StubMiddleware
+from .helpers import EXAMPLES, StubMiddleware
 
 RETAIL = next(path for path in EXAMPLES if path.stem == "retail")
 SECRET = "resume-secret-shared-by-the-replicas"
