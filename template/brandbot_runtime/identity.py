@@ -178,7 +178,7 @@ def user_for(headers: Mapping[str, str]) -> Any:
     """The chainlit.User Chainlit signs in on this request (its header-auth callback, from app.py)."""
     from chainlit.user import User
 
-    cookies = _cookies(headers.get("cookie", ""))
+    cookies = parse_cookies(headers.get("cookie", ""))
     customer = _verified_customer(headers.get(CUSTOMER_HEADER) or cookies.get(CUSTOMER_COOKIE))
     if customer is not None:
         return User(identifier=CUSTOMER_PREFIX + str(customer.id),
@@ -228,8 +228,9 @@ def customer_of(user: Any, token: str | None = None) -> Customer:
                     claims=claims if isinstance(claims, dict) else {})
 
 
-def _cookies(header: str) -> dict[str, str]:
-    """Cookie header -> values (the first of a repeated name), tolerant of any junk."""
+def parse_cookies(header: str) -> dict[str, str]:
+    """Cookie header -> values (the first of a repeated name), tolerant of any junk: another site's
+    malformed cookie must not cost a visitor their identity (identity_cookies.py reads with it too)."""
     found: dict[str, str] = {}
     for part in header.split(";"):
         name, sep, value = part.strip().partition("=")

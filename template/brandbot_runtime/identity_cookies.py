@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import MutableMapping
-from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -100,12 +99,7 @@ class IdentityCookies:
 
 def _request_cookies(scope: Scope) -> dict[str, str]:
     header = "; ".join(value.decode("latin-1") for name, value in scope.get("headers", []) if name.lower() == b"cookie")
-    parsed: SimpleCookie = SimpleCookie()
-    try:
-        parsed.load(header)
-    except Exception:  # noqa: BLE001 - a junk Cookie header is no cookie at all
-        return {}
-    return {name: morsel.value for name, morsel in parsed.items()}
+    return identity.parse_cookies(header)
 
 
 def _cookie_safe(value: str) -> bool:

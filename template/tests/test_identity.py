@@ -262,3 +262,11 @@ async def test_resume_pairs_each_answer_with_the_message_it_answered(configure, 
             {"role": "user", "content": "fourth"}]
     finally:
         resumed.close()
+
+
+async def test_a_junk_cookie_from_the_site_does_not_cost_a_visitor_their_identity(customers: Settings) -> None:
+    inner = Recorder()
+    visitor = identity.new_visitor_cookie()
+    status, headers = await call(identity_cookies.IdentityCookies(inner), "POST", "/auth/header",
+                                 cookie=f'junk="unbalanced; {identity.VISITOR_COOKIE}={visitor}')
+    assert status == 200 and not [name for name, _ in headers if name == "set-cookie"]  # kept, not re-minted
