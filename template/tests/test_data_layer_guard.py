@@ -233,17 +233,41 @@ async def test_a_hanging_database_costs_the_timeout_once_then_nothing() -> None:
     assert layer.state.in_flight == 0
 
 
+async def test_chainlits_own_task_writes_run_inline_with_no_task_of_their_own() -> None:
+    """A task and a wait per step write cost the bot 15% of its throughput under load (docs/performance.md):
+    the writes Chainlit already runs as tasks of their own now run in those tasks, bounded by a timer."""
+    inner, clock = FakeLayer(), Clock()
+    ran_in: list[asyncio.Task[Any] | None] = []
+    recorded = inner._database
+
+    async def recording(name: str, stored: str | None = None) -> Any:
+        ran_in.append(asyncio.current_task())
+        return await recorded(name, stored)
+
+    inner._database = recording  # type: ignore[method-assign]
+    layer = guard_of(inner, clock)
+    write = asyncio.create_task(layer.create_step({"id": "s", "threadId": "t"}))  # type: ignore[typeddict-item]
+    await write
+    await layer.get_thread("t")  # an awaited call keeps its own task, bounded by a wait
+    assert ran_in[0] is write and ran_in[1] is not asyncio.current_task()
+    assert inner.stored == ["s"] and layer.state.in_flight == 0 and layer.state.answered == 2
+
+
 async def test_calls_in_flight_are_bounded_while_the_database_hangs() -> None:
     inner, clock = FakeLayer(), Clock()
     inner.mode = "hang"
     layer = guard_of(inner, clock, timeout_seconds=0.05, open_seconds=0.0, max_in_flight=3)
-    for _ in range(4):  # each round: the calls that get through time out and stay stuck in the background
-        await asyncio.gather(*(layer.create_step({"id": "s", "threadId": "t"})  # type: ignore[typeddict-item]
-                               for _ in range(5)))
+    writes = []
+    for _ in range(4):  # each round, fired and forgotten as Chainlit does: the calls that get through hang
+        writes += [asyncio.create_task(layer.create_step({"id": "s", "threadId": "t"}))  # type: ignore[typeddict-item]
+                   for _ in range(5)]
+        await asyncio.sleep(0.1)
     assert len(inner.calls) == 3 and layer.state.in_flight == 3
+    assert layer.state.opened_at is not None  # their timers found a database that answers nobody
+    assert sum(write.done() for write in writes) == 17  # the rest returned at once, hanging on nothing
     inner.release.set()
     await asyncio.sleep(0.01)
-    assert layer.state.in_flight == 0
+    assert layer.state.in_flight == 0 and all(write.done() for write in writes)
     inner.mode = "ok"
     await layer.create_step({"id": "after", "threadId": "t"})  # type: ignore[typeddict-item]
     assert inner.stored == ["s", "s", "s", "after"]  # the abandoned writes landed late; no other was tried
@@ -396,8 +420,9 @@ async def test_stopping_does_not_wait_while_the_circuit_is_open() -> None:
     inner, clock = FakeLayer(), Clock()
     inner.mode = "hang"
     layer = guard_of(inner, clock, timeout_seconds=0.1, drain_seconds=5.0)
-    await layer.create_step({"id": "w", "threadId": "t"})  # type: ignore[typeddict-item]  # times out: open
-    assert layer.state.opened_at is not None and layer.state.in_flight == 1
+    write = asyncio.create_task(layer.create_step({"id": "w", "threadId": "t"}))  # type: ignore[typeddict-item]
+    await asyncio.sleep(0.2)  # its timer rings: the circuit opens
+    assert layer.state.opened_at is not None and layer.state.in_flight == 1 and not write.done()
     started = time.monotonic()
     await layer.close()
     assert time.monotonic() - started < 0.2  # the circuit also skips the inner close
