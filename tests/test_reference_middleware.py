@@ -2,10 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import socket
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
 import httpx
 import pytest
+import uvicorn
 
-from brandbot.reference_middleware import contract_problem, create_app, crossed_session, routing_for, words
+from brandbot.reference_middleware import (
+    MALFORMED_LINE,
+    STREAMED_MARKDOWN,
+    contract_problem,
+    create_app,
+    crossed_session,
+    routing_for,
+    split_text,
+    words,
+)
 
 from .helpers import REPO
 
@@ -179,3 +197,235 @@ def test_whoami_says_who_the_bot_named() -> None:
     assert who_is_writing({"id": "c-1", "verified": True, "claims": {}}) == "You are verified customer c-1."
     assert who_is_writing({"id": None, "verified": False, "claims": {}}) == "You are an anonymous visitor."
     assert who_is_writing(None).startswith("You are not named")
+
+
+# Streaming: the bot accepts a stream, the middleware answers one in SSE or NDJSON.
+
+ACCEPT_STREAMS = "application/json, text/event-stream, application/x-ndjson"
+STREAM_TYPES = {"sse": "text/event-stream", "ndjson": "application/x-ndjson"}
+
+
+def streaming_client(stream: str | None = "sse", *, brand: str = "retail.yml", token_seconds: float = 0.0,
+                     deltas: int | None = None) -> httpx.AsyncClient:
+    app = create_app(routing_for(REPO / "examples" / brand), secret=SECRET, stream=stream,
+                     token_seconds=token_seconds, deltas=deltas)
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://mw")
+
+
+async def ask_streamed(http: httpx.AsyncClient, message: str, accept: str | None = ACCEPT_STREAMS) -> httpx.Response:
+    headers = {"x-secret": SECRET} | ({"accept": accept} if accept is not None else {})
+    return await http.post("/chat", json=body(message), headers=headers)
+
+
+def frames(response: httpx.Response) -> list[str]:
+    """The lines of a streamed body, each checked to be framed as its content type says."""
+    text = response.text
+    if response.headers["content-type"].startswith("text/event-stream"):
+        assert text.endswith("\n\n")
+        events = text[:-2].split("\n\n")
+        assert all(event.startswith("data: ") and "\n" not in event for event in events), text
+        return [event.removeprefix("data: ") for event in events]
+    assert response.headers["content-type"] == "application/x-ndjson"
+    assert text.endswith("\n") and "\n\n" not in text
+    return text[:-1].split("\n")
+
+
+def events_of(response: httpx.Response) -> list[dict]:
+    return [json.loads(line) for line in frames(response)]
+
+
+def deltas_of(events: list[dict]) -> list[str]:
+    return [event["delta"] for event in events if "delta" in event]
+
+
+@pytest.mark.parametrize("stream", ["sse", "ndjson"])
+@pytest.mark.parametrize("message", ["Where is my parcel?", "[s3] where is my parcel?", "[s4] Hello!",
+                                     "simulate category Returns", "simulate whoami", "simulate slow 0.01"])
+async def test_a_streamed_answer_is_the_json_answer_in_deltas(stream: str, message: str) -> None:
+    async with streaming_client(stream) as http:
+        plain = (await ask_streamed(http, message, accept="application/json")).json()
+        streamed = await ask_streamed(http, message)
+    assert streamed.status_code == 200
+    assert streamed.headers["content-type"].split(";")[0] == STREAM_TYPES[stream]
+    assert streamed.headers["cache-control"] == "no-cache"
+    assert streamed.headers.get("x-accel-buffering") == ("no" if stream == "sse" else None)
+    events = events_of(streamed)
+    assert events[0] == {"category": plain["category"]} and events[-1] == {"done": True}
+    assert all(set(event) == {"delta"} for event in events[1:-1])
+    pieces = deltas_of(events)
+    assert "".join(pieces) == plain["response"]
+    assert len(pieces) == len(plain["response"].split())  # one a word
+    if message.startswith("[s"):
+        assert pieces[0] == message[:5]  # the session tag, exactly as in the JSON answer
+
+
+async def test_streamed_text_is_sent_as_utf8_not_escaped() -> None:
+    async with streaming_client("ndjson", brand="bank-es.yml") as http:
+        streamed = await ask_streamed(http, "Hola")
+    assert "¡Hola!" in streamed.text and "\\u00a1" not in streamed.text
+
+
+@pytest.mark.parametrize("deltas", [1, 3, 7])
+async def test_deltas_cut_the_text_into_n_pieces_of_about_equal_length(deltas: int) -> None:
+    async with streaming_client("sse", deltas=deltas) as http:
+        plain = (await ask_streamed(http, "[s1] where is my parcel?", accept="application/json")).json()
+        pieces = deltas_of(events_of(await ask_streamed(http, "[s1] where is my parcel?")))
+    assert "".join(pieces) == plain["response"] and len(pieces) == deltas
+    assert max(map(len, pieces)) - min(map(len, pieces)) <= 1
+
+
+def test_split_text_keeps_every_character_whole() -> None:
+    assert split_text("  Hi  there, you ") == ["  Hi  ", "there, ", "you "]
+    assert split_text("") == [] and split_text(" ") == [" "]
+    accented = "cafe\u0301 " * 5  # an e and its combining accent are one character
+    for count in range(1, 30):
+        pieces = split_text(accented, count)
+        assert "".join(pieces) == accented and len(pieces) <= count
+        assert not any(piece.startswith("\u0301") for piece in pieces)
+    assert split_text("ab", 5) == ["a", "b"]
+
+
+@pytest.mark.parametrize("accept", [None, "application/json", "*/*", "application/x-ndjson",
+                                    "application/json, text/event-stream;q=0"])
+async def test_a_client_that_does_not_take_the_stream_gets_json(accept: str | None) -> None:
+    async with streaming_client("sse") as http:
+        response = await ask_streamed(http, "Where is my parcel?", accept=accept)
+        assert response.headers["content-type"] == "application/json"
+        assert response.json()["category"] == "OrderTracking"
+        assert (await http.get("/stats")).json()["streamed"] == 0
+
+
+async def test_failures_are_not_streamed() -> None:
+    async with streaming_client("sse") as http:
+        assert (await ask_streamed(http, "simulate error")).status_code == 503
+        assert (await ask_streamed(http, "simulate status 429")).json() == {"detail": "simulated status"}
+        assert (await ask_streamed(http, "simulate bad answer")).headers["content-type"].startswith("text/html")
+        assert (await http.post("/chat", json=body("hi"), headers={"accept": ACCEPT_STREAMS})).status_code == 401
+        assert (await http.get("/stats")).json()["streamed"] == 0
+
+
+def test_the_stream_options_are_checked() -> None:
+    routing = routing_for(None)
+    for wrong in ({"stream": "json"}, {"deltas": 0}, {"token_seconds": -1}):
+        with pytest.raises(ValueError):
+            create_app(routing, secret=SECRET, **wrong)
+
+
+@pytest.mark.parametrize("stream", [None, "sse", "ndjson"])
+async def test_stream_simulations_stream_in_any_mode(stream: str | None) -> None:
+    async with streaming_client(stream) as http:
+        plain = (await ask_streamed(http, "where is my parcel?", accept="application/json")).json()
+        cut = await ask_streamed(http, "simulate stream cut: where is my parcel?", accept="application/json")
+        assert cut.headers["content-type"].split(";")[0] == STREAM_TYPES[stream or "sse"]
+        events = events_of(cut)
+        assert events[0] == {"category": "OrderTracking"} and all("delta" in event for event in events[1:])
+        words_sent = len(plain["response"].split())
+        assert len(events) - 1 == (words_sent + 1) // 2  # about half the deltas, no done
+        assert plain["response"].startswith("".join(deltas_of(events)))
+        assert (await http.get("/stats")).json()["streamed"] == 1
+
+
+async def test_stream_simulations_have_their_shape() -> None:
+    async with streaming_client(None) as http:
+        greeting = (await ask_streamed(http, "Hello")).json()["response"]
+
+        error = events_of(await ask_streamed(http, "simulate stream error"))
+        assert error[0] == {"category": "General"} and error[-1] == {"error": "simulated failure"}
+        assert len(deltas_of(error)) == len(error) - 2 > 0 and greeting.startswith("".join(deltas_of(error)))
+
+        malformed = frames(await ask_streamed(http, "simulate stream malformed"))
+        assert malformed[-1] == MALFORMED_LINE
+        assert all("delta" in json.loads(line) for line in malformed[1:-1]) and len(malformed) > 2
+        with pytest.raises(ValueError):
+            json.loads(malformed[-1])
+
+        late = events_of(await ask_streamed(http, "[s9] simulate stream late category"))
+        assert late[-2:] == [{"category": "General"}, {"done": True}]
+        assert "".join(deltas_of(late)) == "[s9] " + greeting and len(late) == len(deltas_of(late)) + 2
+
+        plain = await ask_streamed(http, "simulate stream json")
+        assert plain.status_code == 200 and plain.headers["content-type"].startswith("text/event-stream")
+        assert plain.json() == {"response": greeting, "category": None}
+
+        code = events_of(await ask_streamed(http, "simulate stream code"))
+        assert "".join(deltas_of(code)) == STREAMED_MARKDOWN and code[-1] == {"done": True}
+        lines = STREAMED_MARKDOWN.splitlines()
+        fence = lines.index("```python")
+        assert lines.index("```", fence) - fence - 1 == 3  # a python block of 3 lines
+        assert len([line for line in lines if line.startswith("| ")]) == 2 + 3  # header, rule, 3 rows
+
+        huge = events_of(await ask_streamed(http, "simulate stream huge 10000"))
+        sizes = [len(piece.encode()) for piece in deltas_of(huge)]
+        assert sizes == [4096, 4096, 1808] and huge[-1] == {"done": True}
+        assert "".join(deltas_of(huge)) == ("lorem ipsum " * 834)[:10000]
+
+        started = time.perf_counter()
+        gap = events_of(await ask_streamed(http, "simulate stream gap 0.3"))
+        assert time.perf_counter() - started >= 0.3
+        assert "".join(deltas_of(gap)) == greeting and gap[-1] == {"done": True}
+
+        assert (await http.get("/stats")).json()["streamed"] == 6  # not "json": it sends no stream
+
+
+@asynccontextmanager
+async def served(app: Any) -> AsyncIterator[str]:
+    """The app behind a real uvicorn on 127.0.0.1, so that what arrives when can be seen."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, access_log=False,
+                                           lifespan="off"))
+    running = asyncio.create_task(server.serve())
+    while not server.started:
+        assert not running.done(), "uvicorn did not start"
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await running
+
+
+async def test_deltas_arrive_as_they_are_sent() -> None:
+    app = create_app(routing_for(REPO / "examples/retail.yml"), secret=SECRET, stream="ndjson",
+                     token_seconds=0.15, deltas=4)
+    async with served(app) as url, httpx.AsyncClient(base_url=url) as http:
+        arrived = []
+        async with http.stream("POST", "/chat", json=body("Where is my parcel?"),
+                               headers={"x-secret": SECRET, "accept": ACCEPT_STREAMS}) as response:
+            async for line in response.aiter_lines():
+                arrived.append((time.perf_counter(), json.loads(line)))
+        delta_times = [moment for moment, event in arrived if "delta" in event]
+        assert len(delta_times) == 4
+        # the server sends the last delta 0.45 s after the first: the first must be here well before
+        assert delta_times[-1] - delta_times[0] > 0.3
+        stats = (await http.get("/stats")).json()
+        assert stats["streamed"] == 1 and stats["most_in_flight"] == 1
+
+
+async def test_a_stream_cut_early_closes_the_connection_mid_body() -> None:
+    app = create_app(routing_for(REPO / "examples/retail.yml"), secret=SECRET)
+    async with served(app) as url, httpx.AsyncClient(base_url=url) as http:
+        received = b""
+        with pytest.raises(httpx.RemoteProtocolError):
+            async with http.stream("POST", "/chat", json=body("simulate stream cut early"),
+                                   headers={"x-secret": SECRET, "accept": ACCEPT_STREAMS}) as response:
+                async for chunk in response.aiter_raw():
+                    received += chunk
+        assert received == b'data: {"category": "General"}\n\n'
+        assert (await http.get("/health")).text == "ok"  # the server carries on
+
+
+def test_the_cli_passes_the_stream_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    import brandbot.reference_middleware
+    from brandbot.cli import app
+
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(brandbot.reference_middleware, "serve", lambda routing, **options: seen.update(options))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ran = CliRunner().invoke(app, ["middleware", "--port", str(port), "--stream", "ndjson", "--token-ms", "5",
+                                   "--deltas", "3"], env={"BACKEND_API_SECRET": SECRET})
+    assert ran.exit_code == 0, ran.output
+    assert (seen["stream"], seen["token_seconds"], seen["deltas"]) == ("ndjson", 0.005, 3)
+    assert CliRunner().invoke(app, ["middleware", "--stream", "xml"], env={"BACKEND_API_SECRET": SECRET}).exit_code

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -157,6 +157,12 @@ def middleware(
     latency_ms: Annotated[float, typer.Option(help="Delay before every answer, in milliseconds.")] = 0.0,
     brand: Annotated[Path | None, typer.Option(help="Brand file, brand.toml or project to route for.")] = None,
     auth_header: Annotated[str | None, typer.Option(help="Header carrying the secret (default: the brand's).")] = None,
+    stream: Annotated[Literal["sse", "ndjson"] | None, typer.Option(
+        help="Stream every answer as SSE or NDJSON to a bot whose Accept header takes it.")] = None,
+    token_ms: Annotated[float, typer.Option(
+        min=0, help="Milliseconds between two deltas of a streamed answer.")] = 20.0,
+    deltas: Annotated[int | None, typer.Option(
+        min=1, help="Cut each streamed answer into N deltas (default: one a word).")] = None,
 ) -> None:
     """Run the reference AI middleware (the secret is read from BACKEND_API_SECRET)."""
     from .processes import port_is_free
@@ -177,10 +183,11 @@ def middleware(
         raise fail(f"port {port} on 127.0.0.1 is already in use; pick another with --port")
     header = auth_header or routing.auth_header
     errors.print(f"reference middleware on http://127.0.0.1:{port}/chat (secret in header {header}); "
-                 f"feedback: set BACKEND_FEEDBACK_URL=http://127.0.0.1:{port}/feedback, GET it to list what came",
+                 f"feedback: set BACKEND_FEEDBACK_URL=http://127.0.0.1:{port}/feedback, GET it to list what came"
+                 + (f"; answers stream as {stream}" if stream else ""),
                  markup=False, highlight=False)
     serve(routing, host="127.0.0.1", port=port, secret=secret, auth_header=header,
-          latency_seconds=latency_ms / 1000)
+          latency_seconds=latency_ms / 1000, stream=stream, token_seconds=token_ms / 1000, deltas=deltas)
 
 
 @app.command()

@@ -6,6 +6,34 @@ reason), routes each message by keywords to one of the brand's categories and an
 deterministic canned text. Messages such as "simulate error" or "simulate timeout" show the
 bot's failure paths on demand. It also takes the customers' feedback the bot forwards
 (POST /feedback, checked against the schema's Feedback) and lists the latest (GET /feedback).
+
+Messages it understands (anywhere in the message, any case):
+
+- "simulate error": 503; "simulate status NNN": that status; "simulate timeout": no answer until the
+  client gives up; "simulate bad answer": 200 with an HTML body; "simulate slow N": answers after N
+  seconds; "simulate category X": an answer routed to category X; "simulate whoami": says which
+  customer the bot named.
+
+Streaming (`stream="sse"` or `"ndjson"`, `brandbot middleware --stream sse|ndjson`): every answer above
+goes to a bot whose Accept header names that media type as a stream instead of one JSON body:
+`{"category": ...}`, then the text in `{"delta": ...}` pieces (one a word, or `deltas` pieces of about
+equal length) `token_seconds` apart, then `{"done": true}`. The deltas put together are exactly the
+JSON answer's `response`. A client that does not accept the stream gets JSON, as without `stream`.
+These messages stream whatever the mode and the Accept header (in the `stream` format, SSE when none),
+each with the answer the message would get otherwise:
+
+- "simulate stream cut early": the category, then the connection closes abruptly mid-body (uvicorn
+  logs "ASGI callable returned without completing response");
+- "simulate stream cut": the category and about half the deltas, then the body ends, with no done;
+- "simulate stream error": about half the deltas, then `{"error": "simulated failure"}`;
+- "simulate stream malformed": about half the deltas, then a line (an event) that is not JSON;
+- "simulate stream gap N": about half the deltas, N seconds of silence, then the rest and done;
+- "simulate stream huge N": deltas of "lorem ipsum " totalling N bytes, 4 KB each, unpaced, then done;
+- "simulate stream late category": the deltas, then `{"category": ...}` after them, then done;
+- "simulate stream json": 200 with the stream's content type but one plain JSON body
+  `{"response": ..., "category": null}`;
+- "simulate stream code": the markdown answer STREAMED_MARKDOWN (a paragraph, a python code block,
+  a table), streamed as any answer.
 """
 
 from __future__ import annotations
@@ -16,17 +44,19 @@ import json
 import re
 import unicodedata
 from collections import Counter, deque
-from collections.abc import Callable
-from dataclasses import dataclass
-from functools import cache
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, replace
+from functools import cache, partial
+from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import fastjsonschema
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from .brand_file import load_answers
 from .rendered_project import brand_data, brand_data_for, category_label, words_of
@@ -38,6 +68,26 @@ if TYPE_CHECKING:
 _WORD = re.compile(r"[^\W_]+")
 _HOLD_SECONDS = 600.0
 _FEEDBACK_KEPT = 100  # the latest feedbacks GET /feedback lists
+
+STREAM_MEDIA_TYPES = {"sse": "text/event-stream", "ndjson": "application/x-ndjson"}
+HUGE_DELTA_BYTES = 4096  # the size of each delta of "simulate stream huge N"
+MALFORMED_LINE = '{"delta": "this line is not JSON'  # what "simulate stream malformed" sends
+# The answer to "simulate stream code": markdown whose blocks arrive cut across deltas.
+STREAMED_MARKDOWN = (
+    "Here is how to check an order's status from a script, and what each status means.\n"
+    "\n"
+    "```python\n"
+    "status = client.order_status(\"A-1042\")\n"
+    "if status == \"shipped\":\n"
+    "    print(\"On its way\")\n"
+    "```\n"
+    "\n"
+    "| Status | Meaning | Typical wait |\n"
+    "| --- | --- | --- |\n"
+    "| received | We have your order | 1 hour |\n"
+    "| packed | It is ready to leave | 1 day |\n"
+    "| shipped | The courier has it | 2 days |\n"
+)
 
 # Words that commonly name a support desk, grouped so that asking about "my parcel" finds the
 # desk labelled "Order Tracking". Each group carries the canned answer for its topic, in English
@@ -145,6 +195,8 @@ class Decision:
     raw: bytes | None = None
     hold: bool = False
     delay: float = 0.0
+    stream: str | None = None  # a streaming simulation: "cut early", "cut", "error", "gap", ...
+    amount: float = 0.0  # its N: the seconds of "gap N", the bytes of "huge N"
 
 
 class Router:
@@ -158,6 +210,16 @@ class Router:
     def decide(self, message: str) -> Decision:
         """The canned answer, or a simulated failure when the message asks for one."""
         lowered = message.lower()
+        if "simulate stream " in lowered:
+            streamed = _stream_simulation(lowered)
+            if streamed is not None:
+                rest = _STREAM_SIMULATION.sub(" ", message)
+                routed = self.decide(rest)
+                if not (routed.body and "response" in routed.body):  # another simulation that is no answer
+                    routed = self.route(rest)
+                if streamed.stream == "code":
+                    routed = replace(routed, body={**(routed.body or {}), "response": STREAMED_MARKDOWN})
+                return replace(streamed, body=routed.body, delay=routed.delay)
         if "simulate" in lowered:
             forced = re.search(r"simulate category ([A-Za-z][\w.-]*[\w-])", message)
             if forced:
@@ -165,6 +227,10 @@ class Router:
             simulated = _simulation(lowered)
             if simulated is not None:
                 return simulated
+        return self.route(message)
+
+    def route(self, message: str) -> Decision:
+        """The canned answer of the desk whose keywords the message says most, else the greeting."""
         said = words(message)
         best = max(self.desks, key=lambda desk: len(desk.keywords & said), default=None)
         if best is not None and best.keywords & said:
@@ -202,6 +268,113 @@ def _simulation(lowered: str) -> Decision | None:
     if slow:
         return Decision(body={"response": "Sorry for the wait!", "category": None}, delay=float(slow.group(1)))
     return None
+
+
+_STREAM_SIMULATION = re.compile(
+    r"simulate stream (?:cut early|cut|error|malformed|gap \d+(?:\.\d+)?|huge \d+|late category|json|code)",
+    re.IGNORECASE)
+
+
+def _stream_simulation(lowered: str) -> Decision | None:
+    """The streaming simulation a message asks for ("simulate stream cut", ...), without its answer yet."""
+    found = _STREAM_SIMULATION.search(lowered)
+    if found is None:
+        return None
+    kind = found.group(0).removeprefix("simulate stream ")
+    name, _, amount = kind.partition(" ")
+    if name in ("gap", "huge"):
+        return Decision(stream=name, amount=float(amount))
+    return Decision(stream=kind)
+
+
+_WORD_PIECE = re.compile(r"\s*\S+\s*")
+
+
+def _joins_previous(text: str, at: int) -> bool:
+    """Whether text[at] belongs to the character before it (a combining mark, an emoji's modifier or ZWJ)."""
+    char = text[at]
+    return (unicodedata.category(char).startswith("M") or char == "\u200d" or text[at - 1] == "\u200d"
+            or "\ufe00" <= char <= "\ufe0f" or "\U0001f3fb" <= char <= "\U0001f3ff")
+
+
+def split_text(text: str, pieces: int | None = None) -> list[str]:
+    """The deltas of a streamed answer; put together they are `text` exactly.
+
+    None: one piece a word, with the white space after it (white space before the first word goes with it).
+    A number: that many pieces of about equal length, fewer for a shorter text, none cut inside a character.
+    """
+    if pieces is None:
+        return _WORD_PIECE.findall(text) or ([text] if text else [])
+    cuts = [0]
+    for index in range(1, pieces):
+        at = max(round(index * len(text) / pieces), cuts[-1])
+        while 0 < at < len(text) and _joins_previous(text, at):
+            at += 1
+        cuts.append(at)
+    cuts.append(len(text))
+    return [text[start:end] for start, end in pairwise(cuts) if end > start]
+
+
+def accepts(accept: str | None, media_type: str) -> bool:
+    """Whether an Accept header names `media_type` (wildcards do not count; q=0 refuses it)."""
+    for item in (accept or "").split(","):
+        kind, *parameters = (part.strip().lower() for part in item.split(";"))
+        if kind == media_type and not any(re.fullmatch(r"q\s*=\s*0(\.0*)?", p) for p in parameters):
+            return True
+    return False
+
+
+def _frame(stream: str, line: str) -> bytes:
+    """One line (one JSON object, or anything) framed as an SSE event or an NDJSON line."""
+    return (f"data: {line}\n\n" if stream == "sse" else f"{line}\n").encode()
+
+
+def _event(stream: str, event: dict[str, Any]) -> bytes:
+    return _frame(stream, json.dumps(event, ensure_ascii=False))
+
+
+def _lorem(total: int) -> Iterator[str]:
+    """Deltas of repeated "lorem ipsum " totalling `total` bytes, HUGE_DELTA_BYTES each (made as they go)."""
+    unit = "lorem ipsum "
+    pattern = unit * (HUGE_DELTA_BYTES // len(unit) + 2)
+    for start in range(0, total, HUGE_DELTA_BYTES):
+        yield pattern[start % len(unit):][:min(HUGE_DELTA_BYTES, total - start)]
+
+
+def stream_headers(media_type: str) -> dict[str, str]:
+    """No cache, and for SSE no proxy buffering (nginx's X-Accel-Buffering), so each event leaves at once."""
+    headers = {"Cache-Control": "no-cache"}
+    if media_type == STREAM_MEDIA_TYPES["sse"]:
+        headers["X-Accel-Buffering"] = "no"
+    return headers
+
+
+class StreamedAnswer(StreamingResponse):
+    """A streamed answer. `ended` callbacks run once it is over (sent, cut or the client gone).
+
+    `abrupt`: after the last chunk the connection closes without the body's end (the server sees an app
+    that returned without completing its response), as when a middleware crashes mid-answer.
+    """
+
+    def __init__(self, content: AsyncIterator[bytes], media_type: str, *, abrupt: bool = False) -> None:
+        super().__init__(content, media_type=media_type, headers=stream_headers(media_type))
+        self.abrupt = abrupt
+        self.ended: list[Callable[[], None]] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            for callback in self.ended:
+                callback()
+
+    async def stream_response(self, send: Send) -> None:
+        if not self.abrupt:
+            await super().stream_response(send)
+            return
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        async for chunk in self.body_iterator:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
 
 
 def routing_for(path: Path | None) -> Brand:
@@ -269,6 +442,7 @@ class Stats:
     most_in_flight: int = 0  # requests being answered at the same moment, at most
     most_in_flight_per_session: int = 0  # the same, for one tagged session ("[s7] ...")
     feedback: int = 0  # Feedback objects taken (POST /feedback answered 204)
+    streamed: int = 0  # answers sent as a stream of events (normal or a "simulate stream ..." one)
 
 
 _SESSION_TAG = re.compile(r"^\[([A-Za-z0-9_-]{1,40})\] ")
@@ -288,22 +462,46 @@ def crossed_session(payload: dict[str, Any]) -> bool:
 
 
 def create_app(brand: Brand, *, secret: str, auth_header: str = "x-secret",
-               latency_seconds: float = 0.0) -> Starlette:
-    """The middleware as an ASGI app: POST /chat, POST and GET /feedback, GET /health, GET /stats."""
+               latency_seconds: float = 0.0, stream: str | None = None, token_seconds: float = 0.02,
+               deltas: int | None = None) -> Starlette:
+    """The middleware as an ASGI app: POST /chat, POST and GET /feedback, GET /health, GET /stats.
+
+    `stream` ("sse" or "ndjson"): answers go as that stream to a bot that accepts it, in `deltas` pieces
+    (None: one a word) `token_seconds` apart.
+    """
+    if stream is not None and stream not in STREAM_MEDIA_TYPES:
+        raise ValueError(f"stream must be one of {', '.join(STREAM_MEDIA_TYPES)}, not {stream!r}")
+    if deltas is not None and deltas < 1:
+        raise ValueError("deltas must be at least 1")
+    if token_seconds < 0:
+        raise ValueError("token_seconds must not be negative")
     router = Router(brand)
     stats = Stats()
     expected = secret.encode()
     in_flight: Counter[str] = Counter()
     feedbacks: deque[dict[str, Any]] = deque(maxlen=_FEEDBACK_KEPT)
 
+    def leave(key: str) -> None:
+        in_flight[key] -= 1
+
+    def out_of_flight(response: Response, key: str) -> Response:
+        """Count a request out of flight once its answer is sent: now, or when its stream is over."""
+        if isinstance(response, StreamedAnswer):
+            response.ended.append(partial(leave, key))
+        else:
+            leave(key)
+        return response
+
     async def chat(request: Request) -> Response:
         stats.requests += 1
         in_flight["*"] += 1
         stats.most_in_flight = max(stats.most_in_flight, in_flight["*"])
         try:
-            return await answer(request)
-        finally:
-            in_flight["*"] -= 1
+            response = await answer(request)
+        except BaseException:
+            leave("*")
+            raise
+        return out_of_flight(response, "*")
 
     def refused(request: Request) -> Response | None:
         """401 when the secret header is missing or wrong (compared in constant time)."""
@@ -337,14 +535,17 @@ def create_app(brand: Brand, *, secret: str, auth_header: str = "x-secret",
         in_flight[session] += 1
         stats.most_in_flight_per_session = max(stats.most_in_flight_per_session, in_flight[session])
         try:
-            return await decide(request, payload, tag)
-        finally:
-            in_flight[session] -= 1
+            response = await decide(request, payload, tag)
+        except BaseException:
+            leave(session)
+            raise
+        return out_of_flight(response, session)
 
     async def decide(request: Request, payload: dict[str, Any], tag: re.Match[str] | None) -> Response:
         decision = router.decide(payload["message"])
         if "simulate whoami" in payload["message"].lower():
-            decision = Decision(body={"response": who_is_writing(payload.get("customer")), "category": None})
+            decision = Decision(body={"response": who_is_writing(payload.get("customer")), "category": None},
+                                stream=decision.stream, amount=decision.amount)
         if latency_seconds or decision.delay:
             await asyncio.sleep(latency_seconds + decision.delay)
         if decision.hold:
@@ -356,7 +557,62 @@ def create_app(brand: Brand, *, secret: str, auth_header: str = "x-secret",
         body = decision.body
         if tag and body is not None and "response" in body:
             body = {**body, "response": tag.group(0) + body["response"]}
+        if decision.stream is not None or (
+                stream and decision.status == 200 and body is not None and "response" in body
+                and accepts(request.headers.get("accept"), STREAM_MEDIA_TYPES[stream])):
+            return streamed(decision, body or {}, stream or "sse")
         return JSONResponse(body, status_code=decision.status)
+
+    def streamed(decision: Decision, body: dict[str, Any], form: str) -> Response:
+        """The answer as a stream in `form` ("sse" or "ndjson"), or the stream simulation it asks for."""
+        media_type = STREAM_MEDIA_TYPES[form]
+        if decision.stream == "json":
+            plain = json.dumps({"response": body.get("response"), "category": None}, ensure_ascii=False)
+            return Response(plain, media_type=media_type, headers=stream_headers(media_type))
+        stats.streamed += 1
+        events = stream_events(decision, body.get("response") or "", body.get("category"), form)
+        return StreamedAnswer(events, media_type, abrupt=decision.stream == "cut early")
+
+    async def stream_events(decision: Decision, text: str, category: str | None,
+                            form: str) -> AsyncIterator[bytes]:
+        kind = decision.stream
+        if kind == "huge":
+            yield _event(form, {"category": category})
+            for piece in _lorem(int(decision.amount)):
+                yield _event(form, {"delta": piece})
+                await asyncio.sleep(0)
+            yield _event(form, {"done": True})
+            return
+        if kind != "late category":
+            yield _event(form, {"category": category})
+        if kind == "cut early":
+            return
+        pieces = split_text(text, deltas)
+        half = (len(pieces) + 1) // 2 if kind in ("cut", "error", "malformed", "gap") else len(pieces)
+        sent = 0
+        for piece in pieces[:half]:
+            if sent and token_seconds:
+                await asyncio.sleep(token_seconds)
+            sent += 1
+            yield _event(form, {"delta": piece})
+        if kind == "cut":
+            return
+        if kind == "error":
+            yield _event(form, {"error": "simulated failure"})
+            return
+        if kind == "malformed":
+            yield _frame(form, MALFORMED_LINE)
+            return
+        if kind == "gap":
+            await asyncio.sleep(decision.amount)
+        for piece in pieces[half:]:
+            if sent and token_seconds:
+                await asyncio.sleep(token_seconds)
+            sent += 1
+            yield _event(form, {"delta": piece})
+        if kind == "late category":
+            yield _event(form, {"category": category or "General"})
+        yield _event(form, {"done": True})
 
     async def take_feedback(request: Request) -> Response:
         """A customer's thumbs on an answer: checked against the schema's Feedback and kept (204), or a
@@ -410,9 +666,11 @@ async def _hold(request: Request) -> None:
 
 
 def serve(brand: Brand, *, host: str, port: int, secret: str, auth_header: str,
-          latency_seconds: float) -> None:
+          latency_seconds: float, stream: str | None = None, token_seconds: float = 0.02,
+          deltas: int | None = None) -> None:
     """Run the middleware until interrupted."""
     import uvicorn
 
-    app = create_app(brand, secret=secret, auth_header=auth_header, latency_seconds=latency_seconds)
+    app = create_app(brand, secret=secret, auth_header=auth_header, latency_seconds=latency_seconds,
+                     stream=stream, token_seconds=token_seconds, deltas=deltas)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off")
