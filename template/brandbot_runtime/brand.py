@@ -46,6 +46,7 @@ class Texts(BaseModel):
     error_busy: str
     retry: str
     open_chat: str  # the website widget's button (public/embed.js)
+    answer_cut_off: str  # after the part of a streamed answer that came before the stream broke
 
     def specialist(self, label: str) -> str:
         """The transition status for a specialist; `{label}` is its only placeholder."""

@@ -7,6 +7,9 @@ invalid every message gets the polite configuration error instead of a crash. Wh
 wrong while answering, the customer gets a clear message and a "Try again" button, the history
 is left as it was, and nothing said to the customer or the log contains the secret. Customer
 text is cleaned at the door (clean_text), so no string can make a later request unsendable.
+A streamed answer grows in place as it arrives (only what will not change meaning later: see
+stream_display.py); if its stream breaks, what arrived stays with a note and "Try again", and
+the history records an answer only once it is complete.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from contextlib import aclosing
 from typing import Any
 
 import chainlit as cl
@@ -28,6 +32,8 @@ from .identity import ANONYMOUS, Customer, customer_of
 from .log_safety import protect_logs
 from .middleware import MiddlewareClient, MiddlewareError
 from .settings import ConfigurationError, Settings, current_settings
+from .stream_display import StreamedText
+from .stream_parser import CategoryEvent, DeltaEvent, DoneEvent
 from .text_safety import clean_text
 
 log = logging.getLogger("brandbot")
@@ -61,6 +67,7 @@ def middleware_client(settings: Settings, brand: Brand) -> MiddlewareClient:
             auth_header=brand.auth_header,
             timeout_seconds=settings.request_timeout_seconds,
             max_response_bytes=settings.max_response_bytes,
+            stream_max_seconds=settings.stream_max_seconds,
         )
     return _client
 
@@ -207,39 +214,112 @@ async def _exchange(brand: Brand, settings: Settings, conversation: Conversation
     status = cl.Message(content=plain(brand.texts.thinking), author=settings.bot_name)
     await status.send()
     history = conversation.history
+    answer = _ShownAnswer(status, brand, settings)
     try:
-        answer = await middleware_client(settings, brand).ask(text, history.request_history(text),
-                                                              customer=_customer().as_contract())
-        label = brand.specialist_label(answer.category)
-        if label is not None:
-            status.content = plain(brand.texts.specialist(label))
-            await status.update()
-            await asyncio.sleep(settings.transition_delay_seconds)
-        status.content = as_sent(answer.response)
+        async with aclosing(middleware_client(settings, brand).answer(
+                text, history.request_history(text), customer=_customer().as_contract())) as parts:
+            async for batch in parts:
+                await answer.take(batch)
+        response, category = answer.streamed.text, answer.category
+        await answer.announce_late_specialist()
+        status.content = as_sent(response)
         # The answer as the middleware wrote it, for transcripts: `content` holds display escapes.
         # `asked` is the message answered, so a resumed conversation rebuilds the history exactly.
-        status.metadata = {"brandbot": {"text": answer.response, "category": answer.category, "asked": text}}
+        status.metadata = {"brandbot": {"text": response, "category": category, "asked": text}}
         await status.update()
-        remember(status.parent_id, Answer(status.id, answer.response, answer.category))  # for its feedback
+        remember(status.parent_id, Answer(status.id, response, category))  # for its feedback
     except asyncio.CancelledError:
-        await status.remove()  # the customer pressed stop: no half-finished status stays behind
+        # The customer pressed stop: what was shown of the answer stays, a "Thinking..." goes.
+        await (status.update() if answer.on_screen else status.remove())
         raise
     except MiddlewareError as error:
-        log.log(error.level, "chat %s: %s; told the customer %s", _session_id(), error, error.text_id)
-        await _fail(status, brand, conversation, text, brand.texts.render(error.text_id, error.values))
+        log.log(error.level, "chat %s: %s; told the customer %s%s", _session_id(), error, error.text_id,
+                " after part of the answer" if answer.on_screen else "")
+        await _fail(status, brand, conversation, text, brand.texts.render(error.text_id, error.values),
+                    shown=answer.cut_off())
         return
     except Exception:
         log.exception("chat %s: internal error while answering; told the customer error_internal", _session_id())
-        await _fail(status, brand, conversation, text, brand.texts.error_internal)
+        await _fail(status, brand, conversation, text, brand.texts.error_internal, shown=answer.cut_off())
         return
-    history.record(text, answer.response)
+    history.record(text, response)
     conversation.forget_failure()
 
 
-async def _fail(status: cl.Message, brand: Brand, conversation: Conversation, text: str, wording: str) -> None:
-    """Turn the status into the failure's message, with a "Try again" button for the same text."""
+class _ShownAnswer:
+    """The answer as it arrives: the specialist transition once its category is known, then the text
+    growing in place, showing only what will not change meaning (stream_display.StreamedText)."""
+
+    #: Past this many characters, the text on screen is refreshed at most every REFRESH_SECONDS:
+    #: each refresh escapes the whole text again.
+    LONG_ANSWER = 20_000
+    REFRESH_SECONDS = 0.25
+
+    def __init__(self, status: cl.Message, brand: Brand, settings: Settings) -> None:
+        self.status, self.brand, self.settings = status, brand, settings
+        self.streamed = StreamedText()
+        self.category: str | None = None
+        self.announced = False
+        self.on_screen = ""  # the markdown of the answer shown so far ("" while the status shows)
+        self._refreshed_at = 0.0
+
+    async def take(self, batch: list[Any]) -> None:
+        """The events of one read: announce a specialist, add the deltas, then show once."""
+        done = False
+        for event in batch:
+            if isinstance(event, CategoryEvent):
+                self.category = event.category
+                await self._announce()
+            elif isinstance(event, DeltaEvent):
+                self.streamed.add(event.text)
+            elif isinstance(event, DoneEvent):
+                done = True
+                if event.category is not None:
+                    self.category = event.category
+        if not done:
+            await self._show()
+
+    def cut_off(self) -> str:
+        """What stays on screen of an answer whose stream broke ("" if nothing was shown yet)."""
+        return self.on_screen + self.streamed.closing() if self.on_screen else ""
+
+    async def announce_late_specialist(self) -> None:
+        """A category sent only with `done` still gets its transition, unless the answer is already on screen."""
+        if not self.on_screen:
+            await self._announce()
+
+    async def _announce(self) -> None:
+        label = self.brand.specialist_label(self.category)
+        if label is None or self.announced:
+            return
+        self.announced = True
+        self.status.content = plain(self.brand.texts.specialist(label))
+        await self.status.update()
+        await asyncio.sleep(self.settings.transition_delay_seconds)  # the stream waits in its buffers
+
+    async def _show(self) -> None:
+        loop_time = asyncio.get_running_loop().time()
+        if len(self.streamed.text) > self.LONG_ANSWER and loop_time - self._refreshed_at < self.REFRESH_SECONDS:
+            return
+        shown = as_sent(self.streamed.shown())
+        if not shown.strip() or shown == self.on_screen:
+            return
+        self._refreshed_at = loop_time
+        if self.on_screen and shown.startswith(self.on_screen):
+            await self.status.stream_token(shown[len(self.on_screen):])
+        else:
+            await self.status.stream_token(shown, is_sequence=True)  # the first part replaces the status
+        self.on_screen = shown
+
+
+async def _fail(status: cl.Message, brand: Brand, conversation: Conversation, text: str, wording: str,
+                shown: str = "") -> None:
+    """Turn the status into the failure's message, with a "Try again" button for the same text.
+
+    When part of a streamed answer is already on screen, it stays, followed by `answer_cut_off`;
+    the history does not record it."""
     retry_id = conversation.remember_failure(text)
-    status.content = plain(wording)
+    status.content = f"{shown}\n\n{plain(brand.texts.answer_cut_off)}" if shown else plain(wording)
     status.actions = [cl.Action(name=RETRY_ACTION, payload={"id": retry_id}, label=brand.texts.retry)]
     await status.update()
 

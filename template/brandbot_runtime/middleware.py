@@ -1,9 +1,14 @@
 """The client for the brand's AI middleware: one pooled HTTP client per process.
 
 Contract (docs/middleware-contract.md in brandbot): `POST {"message", "history", "customer"}` with the
-shared secret in the brand's auth header; a 200 answers `{"response": str, "category": str|null}`.
-Every way this can go wrong becomes one typed MiddlewareError, so the chat can tell the
-customer what happened and carry on.
+shared secret in the brand's auth header; a 200 answers `{"response": str, "category": str|null}`,
+or streams the answer as server-sent events or NDJSON (stream_parser.py). Every way this can go
+wrong becomes one typed MiddlewareError, so the chat can tell the customer what happened and
+carry on.
+
+Time limits: a JSON answer must be complete within REQUEST_TIMEOUT_SECONDS. A streamed answer must
+send its headers and each next event within REQUEST_TIMEOUT_SECONDS (an idle timeout: a middleware
+may take minutes as long as it keeps sending), and end within STREAM_MAX_SECONDS in all.
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ import json
 import logging
 import math
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -22,6 +28,16 @@ from typing import Any
 import httpx
 
 from .history import Turn
+from .stream_parser import (
+    CategoryEvent,
+    DeltaEvent,
+    DoneEvent,
+    ErrorEvent,
+    StreamEvent,
+    StreamFormatError,
+    StreamParser,
+    stream_format,
+)
 from .text_safety import clean_text
 from .transport import ACCEPT_ENCODING, AiohttpTransport, UndecodableBody, body_decoder
 
@@ -104,9 +120,20 @@ class MiddlewareUnreachable(MiddlewareError):
 
 
 class UnexpectedAnswer(MiddlewareError):
-    """A 200 whose body is not the contract's JSON object with a string `response`."""
+    """A 200 whose body is not the contract's JSON object with a string `response`, or a stream that
+    breaks the contract's order or shapes, or an answer over MAX_RESPONSE_BYTES."""
 
     text_id = "error_unexpected_answer"
+
+
+class MiddlewareStreamError(MiddlewareError):
+    """The middleware ended its stream with `{"error": ...}`: it failed while answering."""
+
+    text_id = "error_service_unavailable"
+
+
+#: What the bot accepts: JSON, or the answer streamed (stream_parser.STREAM_MEDIA_TYPES).
+ACCEPT = "application/json, text/event-stream, application/x-ndjson"
 
 
 def retry_after_seconds(value: str | None, now: datetime | None = None) -> int | None:
@@ -145,42 +172,144 @@ class MiddlewareClient:
         auth_header: str,
         timeout_seconds: float,
         max_response_bytes: int,
+        stream_max_seconds: float = 300.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._url = httpx.URL(url)
         self._timeout_seconds = timeout_seconds
+        self._stream_max_seconds = stream_max_seconds
         self._max_response_bytes = max_response_bytes
         self._http = httpx.AsyncClient(
-            headers={auth_header: secret, "Accept": "application/json", "Accept-Encoding": ACCEPT_ENCODING},
+            headers={auth_header: secret, "Accept": ACCEPT, "Accept-Encoding": ACCEPT_ENCODING},
             timeout=httpx.Timeout(timeout_seconds),
             transport=transport or AiohttpTransport(max_connections=200),
             follow_redirects=False,
         )
 
     async def ask(self, message: str, history: Sequence[Turn], customer: Mapping[str, Any] | None = None) -> Reply:
-        """POST the message; the whole exchange, body included, must finish within the timeout.
+        """The whole answer at once, JSON or streamed: see `answer` for the parts as they come."""
+        category: str | None = None
+        text: list[str] = []
+        async with aclosing(self.answer(message, history, customer)) as parts:
+            async for batch in parts:
+                for event in batch:
+                    if isinstance(event, CategoryEvent | DoneEvent) and event.category is not None:
+                        category = event.category
+                    elif isinstance(event, DeltaEvent):
+                        text.append(event.text)
+        return Reply(response="".join(text), category=category)
 
-        `customer` is the contract's Customer object (identity.Customer.as_contract), sent when given."""
+    async def answer(self, message: str, history: Sequence[Turn],
+                     customer: Mapping[str, Any] | None = None) -> AsyncIterator[list[StreamEvent]]:
+        """POST the message and yield the answer's events as they arrive, a batch per read.
+
+        A JSON answer is one batch: its category, its whole text as one delta, done. A streamed one
+        ends with its DoneEvent; every failure, before or during the stream, raises a MiddlewareError
+        (an `{"error"}` event too). `customer` is the contract's Customer object (identity.Customer.
+        as_contract), sent when given. Use it with contextlib.aclosing, so that leaving early (the
+        customer pressed stop) closes the connection at once.
+        """
         request_body: dict[str, Any] = {"message": message, "history": list(history)}
         if customer is not None:
             request_body["customer"] = dict(customer)
         content = json.dumps(request_body, ensure_ascii=False).encode()
         request = self._http.build_request("POST", self._url, content=content, headers=_JSON_CONTENT)
+        began = asyncio.get_running_loop().time()
+        deadline, cap = began + self._timeout_seconds, began + self._stream_max_seconds
         try:
-            async with asyncio.timeout(self._timeout_seconds):
+            async with asyncio.timeout_at(deadline):
                 response = await self._http.send(request, stream=True)
-                try:
-                    if response.status_code != 200:
-                        raise MiddlewareStatusError(
-                            response.status_code, retry_after_seconds(response.headers.get("retry-after")))
-                    body = await self._read_body(response)
-                finally:
-                    await response.aclose()
+        except (TimeoutError, httpx.TimeoutException):
+            raise MiddlewareTimeout(f"no complete answer within {self._timeout_seconds:g} s") from None
+        except httpx.TransportError as error:
+            raise MiddlewareUnreachable(f"connection failed: {_describe_transport_error(error)}") from None
+        try:
+            if response.status_code != 200:
+                raise MiddlewareStatusError(response.status_code,
+                                            retry_after_seconds(response.headers.get("retry-after")))
+            kind = stream_format(response.headers.get("content-type"))
+            if kind is None:
+                reply = await self._json_answer(response, deadline)
+                yield [CategoryEvent(reply.category), DeltaEvent(reply.response), DoneEvent(None)]
+                return
+            async for batch in self._streamed(response, kind, cap):
+                yield batch
+        finally:
+            await response.aclose()
+
+    async def _json_answer(self, response: httpx.Response, deadline: float) -> Reply:
+        """The JSON answer's body, complete by the request's deadline."""
+        try:
+            async with asyncio.timeout_at(deadline):
+                body = await self._read_body(response)
         except (TimeoutError, httpx.TimeoutException):
             raise MiddlewareTimeout(f"no complete answer within {self._timeout_seconds:g} s") from None
         except httpx.TransportError as error:
             raise MiddlewareUnreachable(f"connection failed: {_describe_transport_error(error)}") from None
         return parse_reply(body)
+
+    async def _streamed(self, response: httpx.Response, kind: str, cap: float) -> AsyncIterator[list[StreamEvent]]:
+        """Parse a streamed answer as it comes, within the idle timeout, the total cap and the byte limit.
+
+        The idle timeout counts from the moment the next event is awaited: time the caller spends
+        between batches (the specialist transition) is not the middleware's delay.
+        """
+        loop, limit, idle = asyncio.get_running_loop(), self._max_response_bytes, self._timeout_seconds
+        parser = StreamParser(kind)
+        received = decoded = 0
+        seen = False  # any event yet
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        chunks = aiter(response.stream)
+        try:
+            decoder = body_decoder(response.headers.get("content-encoding"))
+            while not parser.done:
+                waiting_since = loop.time()
+                batch: list[StreamEvent] = []
+                while not batch:
+                    until = min(waiting_since + idle, cap)
+                    try:
+                        async with asyncio.timeout_at(until):
+                            chunk = await anext(chunks, None)
+                    except TimeoutError:
+                        if until == cap:
+                            raise MiddlewareTimeout(f"stream still going after {self._stream_max_seconds:g} s "
+                                                    "(STREAM_MAX_SECONDS)") from None
+                        raise MiddlewareTimeout(f"no stream event for {idle:g} s") from None
+                    if chunk is None:
+                        decoder.finish()
+                        batch = parser.close()
+                        if not parser.done:
+                            if not (seen or batch):  # e.g. a JSON body sent as text/event-stream
+                                raise UnexpectedAnswer(f"a {kind} stream of {received} bytes without one event")
+                            raise MiddlewareUnreachable("the stream ended before its done event")
+                        break
+                    received += len(chunk)
+                    text = decoder.decode(chunk, limit + 1 - decoded) if received <= limit else b""
+                    decoded += len(text)
+                    if received > limit or decoded > limit:
+                        raise UnexpectedAnswer(f"streamed answer is over the {limit}-byte limit")
+                    try:
+                        batch = parser.feed(text)
+                    except StreamFormatError as error:
+                        if error.events:
+                            yield error.events  # what came before the bad event stays on screen
+                        raise
+                seen = True
+                failure = next((event for event in batch if isinstance(event, ErrorEvent)), None)
+                if failure is not None:
+                    if arrived := batch[:batch.index(failure)]:
+                        yield arrived  # what came before the error is the customer's to keep
+                    raise MiddlewareStreamError(f"the middleware ended its stream with an error "
+                                                f"({len(failure.message)} characters)")
+                yield batch
+        except StreamFormatError as error:
+            raise UnexpectedAnswer(f"stream breaks the contract: {error}") from None
+        except UndecodableBody as error:
+            raise UnexpectedAnswer(f"stream cannot be decoded: {error}") from None
+        except httpx.TimeoutException:
+            raise MiddlewareTimeout(f"no stream event for {idle:g} s") from None
+        except httpx.TransportError as error:
+            raise MiddlewareUnreachable(f"stream broke: {_describe_transport_error(error)}") from None
 
     async def _read_body(self, response: httpx.Response) -> bytearray:
         """Read and decode the body, refusing one over the bound on the wire or once decoded.

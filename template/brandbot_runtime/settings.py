@@ -41,7 +41,10 @@ class Settings(BaseSettings):
     # (feedback_forwarding.py); unset or empty: they are only stored.
     backend_feedback_url: HttpUrl | None = None
     bot_name: str = Field(min_length=1, max_length=100)
+    # A JSON answer must be complete within it; a streamed one must start within it and may go no longer
+    # without a new event (an idle timeout), and no longer than stream_max_seconds in all (middleware.py).
     request_timeout_seconds: float = Field(gt=0, le=600)
+    stream_max_seconds: float = Field(default=300, gt=0, le=3600)
     transition_delay_seconds: float = Field(ge=0, le=10)
     history_max_turns: int = Field(default=20, ge=0, le=1000)
     history_max_bytes: int = Field(default=100_000, ge=0, le=50_000_000)

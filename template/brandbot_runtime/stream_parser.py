@@ -55,7 +55,16 @@ StreamEvent = CategoryEvent | DeltaEvent | DoneEvent | ErrorEvent
 
 
 class StreamFormatError(ValueError):
-    """The stream breaks the contract. The message says how, never with the body's content."""
+    """The stream breaks the contract. The message says how, never with the body's content.
+
+    `events` are the good events the same chunk completed before the bad one: the part of the
+    answer that arrived is the customer's to keep."""
+
+    events: list[StreamEvent]
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.events = []
 
 
 STREAM_MEDIA_TYPES = {"text/event-stream": "sse", "application/x-ndjson": "ndjson"}
@@ -158,7 +167,11 @@ class StreamParser:
         for line in lines:
             if self._done:
                 break
-            events += self._line(line)
+            try:
+                events += self._line(line)
+            except StreamFormatError as error:
+                error.events = events
+                raise
         return events
 
     def _line(self, line: str) -> list[StreamEvent]:

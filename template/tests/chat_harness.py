@@ -67,6 +67,15 @@ class RecordingEmitter(BaseChainlitEmitter):
         self.steps[step_dict["id"]] = dict(step_dict)
         self.events.append(("update", step_dict["output"]))
 
+    async def stream_start(self, step_dict):  # type: ignore[no-untyped-def]
+        self.messages[step_dict["id"]].contents.append(step_dict["output"])
+        self.events.append(("stream_start", step_dict["output"]))
+
+    async def send_token(self, id, token, is_sequence=False, is_input=False):  # type: ignore[no-untyped-def]
+        shown = self.messages[id]
+        shown.contents.append(token if is_sequence else shown.contents[-1] + token)
+        self.events.append(("stream_token", token))
+
     async def delete_step(self, step_dict):  # type: ignore[no-untyped-def]
         self.messages.pop(step_dict["id"], None)
         self.events.append(("delete", step_dict["id"]))

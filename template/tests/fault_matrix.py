@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
-from .middleware_double import Action, Close, Hang, Request, Reset, Respond, json_reply
+from .middleware_double import Action, Close, Hang, Request, Reset, Respond, Stream, json_reply, ndjson, sse
 
 REFUSED = "refused"  # the URL points at a port nothing listens on
 UNRESOLVABLE = "unresolvable"  # the URL's host name does not resolve
@@ -29,6 +29,7 @@ class Fault:
     logged: str
     level: int = logging.WARNING
     values: dict[str, str] = field(default_factory=dict)
+    kept: str = ""  # a streamed answer's part the customer keeps, followed by `answer_cut_off`
 
 
 def status(code: int, **headers: str) -> Callable[[Request], Action]:
@@ -85,4 +86,48 @@ FAULTS: list[Fault] = [
     Fault("200 with a 10 MB body", body(TEN_MEGABYTES), "error_unexpected_answer", "over the 1000000-byte limit"),
     Fault("200 with bytes that are not UTF-8", body(b'{"response": "caf\xe9"}'), "error_unexpected_answer",
           "answer is not UTF-8 JSON"),
+]
+
+
+# ---- streamed answers (REQUEST_TIMEOUT_SECONDS=0.6 in the test) ----
+
+BEGUN = "Your order left our warehouse "  # the deltas that arrive before the stream breaks
+KEPT = "Your order left our warehouse"  # what of them is on screen: the complete words
+_BEGINNING = [{"category": None}, {"delta": "Your order "}, {"delta": "left our "}, {"delta": "warehouse "}]
+
+
+def stream(*tail: object, finish: bool = True, pauses: dict[int, float] | None = None,
+           pieces: list[bytes] | None = None) -> Callable[[Request], Action]:
+    """A streamed answer that begins normally, then goes on with `tail` (objects, or raw bytes)."""
+    def behave(request: Request) -> Action:
+        body = sse(*_BEGINNING) if pieces is None else list(pieces)
+        body += [item if isinstance(item, bytes) else sse(item)[0] for item in tail]
+        return Stream(body, finish=finish, pauses=pauses or {})
+    return behave
+
+
+HUGE_DELTA = {"delta": "lorem ipsum " * 8_000}  # 96 KB: eleven of them pass the 1 MB limit
+
+STREAM_FAULTS: list[Fault] = [
+    Fault("stream cut before the first delta", stream(pieces=sse({"category": None}), finish=False),
+          "error_connection", "stream broke"),
+    Fault("stream cut mid-answer", stream(finish=False), "error_connection", "stream broke", kept=KEPT),
+    Fault("stream ends with no done event", stream(), "error_connection", "the stream ended before its done event",
+          kept=KEPT),
+    Fault("an error event mid-stream", stream({"error": "model overloaded"}), "error_service_unavailable",
+          "the middleware ended its stream with an error", kept=KEPT),
+    Fault("a malformed event mid-stream", stream(b"data: {not json\n\n"), "error_unexpected_answer",
+          "stream breaks the contract: event 5", kept=KEPT),
+    Fault("a malformed NDJSON line", lambda request: Stream([*ndjson(*_BEGINNING), b"[1, 2]\n"],
+                                                           content_type="application/x-ndjson"),
+          "error_unexpected_answer", "stream breaks the contract: line 5", kept=KEPT),
+    Fault("a gap between events past the timeout", stream({"delta": "late"}, {"done": True}, pauses={4: 1.2}),
+          "error_timeout", "no stream event for 0.6 s", kept=KEPT),
+    Fault("a streamed answer past MAX_RESPONSE_BYTES", stream(*[HUGE_DELTA] * 11, {"done": True}),
+          "error_unexpected_answer", "streamed answer is over the 1000000-byte limit", kept=KEPT),
+    Fault("a category after deltas", stream({"category": "Billing"}, {"done": True}), "error_unexpected_answer",
+          "a category after the answer began", kept=KEPT),
+    Fault("200 text/event-stream with a JSON body",
+          lambda request: Stream([b'{"response": "hello", "category": null}']),
+          "error_unexpected_answer", "stream of 39 bytes without one event"),
 ]

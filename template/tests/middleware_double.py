@@ -79,7 +79,44 @@ class Reset:
     partial: bytes = b""
 
 
-Action = Respond | Hang | Close | Reset
+@dataclass
+class Stream:
+    """A 200 whose body is sent chunked, piece by piece, `interval` apart (plus `pauses[i]` before piece i).
+
+    `finish=False` closes the connection after the last piece without ending the chunked body, as a
+    middleware that dies mid-answer does. `sent_at` records when each piece left (loop time).
+    """
+
+    pieces: list[bytes]
+    content_type: str = "text/event-stream"
+    interval: float = 0.0
+    pauses: dict[int, float] = field(default_factory=dict)
+    finish: bool = True
+    sent_at: list[float] = field(default_factory=list)
+
+
+def sse(*objects: Any) -> list[bytes]:
+    """Server-sent events, one per object, each `data: <json>` and a blank line."""
+    return [b"data: " + json.dumps(item, ensure_ascii=False).encode() + b"\n\n" for item in objects]
+
+
+def ndjson(*objects: Any) -> list[bytes]:
+    """One JSON object per line."""
+    return [json.dumps(item, ensure_ascii=False).encode() + b"\n" for item in objects]
+
+
+def streamed(text: str, *, category: str | None = None, pieces: int = 8, form: str = "sse",
+             interval: float = 0.0, **kwargs: Any) -> Stream:
+    """`text` streamed in `pieces` deltas: the category first, then the deltas, then done."""
+    size = max(1, -(-len(text) // pieces))
+    objects: list[Any] = [{"category": category}]
+    objects += [{"delta": text[start:start + size]} for start in range(0, len(text), size)]
+    objects.append({"done": True})
+    encode, content_type = (sse, "text/event-stream") if form == "sse" else (ndjson, "application/x-ndjson")
+    return Stream(encode(*objects), content_type=content_type, interval=interval, **kwargs)
+
+
+Action = Respond | Hang | Close | Reset | Stream
 Behaviour = Callable[[Request], Action]
 
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
@@ -197,6 +234,8 @@ class MiddlewareDouble:
                 sock = writer.get_extra_info("socket")
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             return False
+        if isinstance(action, Stream):
+            return await _stream(action, writer)
         assert isinstance(action, Respond)
         if action.delay:
             await asyncio.sleep(action.delay)
@@ -220,6 +259,25 @@ class MiddlewareDouble:
             writer.write(action.body)
         await writer.drain()
         return True
+
+
+async def _stream(action: Stream, writer: asyncio.StreamWriter) -> bool:
+    head = f"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: {action.content_type}\r\n\r\n"
+    writer.write(head.encode("latin-1"))
+    await writer.drain()
+    loop = asyncio.get_running_loop()
+    for index, piece in enumerate(action.pieces):
+        pause = action.pauses.get(index, 0.0) + (action.interval if index else 0.0)
+        if pause:
+            await asyncio.sleep(pause)
+        writer.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+        await writer.drain()
+        action.sent_at.append(loop.time())
+    if not action.finish:
+        return False
+    writer.write(b"0\r\n\r\n")
+    await writer.drain()
+    return True
 
 
 async def _read_request(reader: asyncio.StreamReader, connection: int) -> Request | None:

@@ -13,11 +13,11 @@ from brandbot_runtime.display import as_sent, plain
 
 from .chat_harness import ChatHarness
 from .conftest import TEST_SECRET
-from .fault_matrix import FAULTS, REFUSED, UNRESOLVABLE, Fault
+from .fault_matrix import FAULTS, REFUSED, STREAM_FAULTS, UNRESOLVABLE, Fault
 from .middleware_double import MiddlewareDouble, closed_port_url, echo, json_reply
 
 
-@pytest.mark.parametrize("fault", FAULTS, ids=[fault.name for fault in FAULTS])
+@pytest.mark.parametrize("fault", FAULTS + STREAM_FAULTS, ids=[fault.name for fault in FAULTS + STREAM_FAULTS])
 async def test_each_fault_is_survived(configure, middleware: MiddlewareDouble, session: ChatHarness, brand: Brand,
                                       fault: Fault, caplog: pytest.LogCaptureFixture) -> None:
     configure(middleware.url, REQUEST_TIMEOUT_SECONDS="0.6")
@@ -37,6 +37,10 @@ async def test_each_fault_is_survived(configure, middleware: MiddlewareDouble, s
     if fault.values.get("seconds") == "120":  # an HTTP date: allow the clock to tick
         wordings = {plain(brand.texts.render(fault.text_id, {"seconds": str(s)})) for s in (119, 120, 121)}
         assert failed.final in wordings
+    elif fault.kept:  # a stream broke: what arrived stays on screen (at least `kept`), with the note after it
+        assert failed.final.startswith(as_sent(fault.kept))
+        assert failed.final.endswith(f"\n\n{plain(brand.texts.answer_cut_off)}")
+        assert failed.final.removesuffix(f"\n\n{plain(brand.texts.answer_cut_off)}") in failed.contents[:-1]
     else:
         assert failed.final == plain(expected)
     assert failed.contents[0] == plain(brand.texts.thinking)
@@ -111,8 +115,9 @@ async def test_an_internal_error_never_shows_its_text(configure, middleware: Mid
 
     async def explode(self, message, history, customer=None):  # type: ignore[no-untyped-def]
         raise RuntimeError(f"internal detail with the secret {TEST_SECRET}")
+        yield  # an async generator, as MiddlewareClient.answer is
 
-    monkeypatch.setattr(MiddlewareClient, "ask", explode)
+    monkeypatch.setattr(MiddlewareClient, "answer", explode)
     handler = logging.StreamHandler()
     logging.getLogger().addHandler(handler)
     try:
