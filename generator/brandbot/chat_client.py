@@ -3,7 +3,8 @@
 It connects the way Chainlit's web client does, sends messages as `client_message` events and
 follows the steps the server emits. An answer is complete when the server finishes the `run`
 step that wraps the handler for that message; every content the bot's message showed on the way
-(e.g. "Thinking...", then the specialist status, then the answer) is kept in order.
+(e.g. "Thinking...", then the specialist status, then the answer) is kept in order; a streamed
+answer's `stream_start` and each `stream_token` add the content it grew to, with the time it arrived.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class Step:
     parent_id: str | None
     outputs: list[str] = field(default_factory=list)
     finished: asyncio.Event = field(default_factory=asyncio.Event)
+    streamed_at: list[float] = field(default_factory=list)  # perf_counter() of stream_start and each token
 
 
 @dataclass
@@ -43,6 +45,8 @@ class Exchange:
 
     messages: list[list[str]]
     seconds: float
+    first_token_at: float | None = None  # perf_counter() when the first streamed part arrived, if any
+    tokens: int = 0  # stream_start and stream_token events for this answer
 
     @property
     def shown(self) -> list[str]:
@@ -72,6 +76,8 @@ class ChainlitChat:
         self._sio = socketio.AsyncClient(reconnection=False)
         for event in ("new_message", "update_message"):
             self._sio.on(event, self._step_handler(event))
+        self._sio.on("stream_start", self._on_stream_start)
+        self._sio.on("stream_token", self._on_stream_token)
         self._sio.on("delete_message", self._on_delete)
         self._sio.on("*", self._on_other)
         self._arrived = asyncio.Condition()
@@ -210,7 +216,10 @@ class ChainlitChat:
             await asyncio.wait_for(run.finished.wait(), self.timeout)
         except TimeoutError:
             raise ChatProtocolError(f"no answer to message {message_id} within {self.timeout:g} s") from None
-        return Exchange(self._children_outputs(run.id), time.perf_counter() - started)
+        streamed = [at for step in self.steps.values()
+                    if step.parent_id == run.id and step.type.endswith("_message") for at in step.streamed_at]
+        return Exchange(self._children_outputs(run.id), time.perf_counter() - started,
+                        first_token_at=min(streamed, default=None), tokens=len(streamed))
 
     def _children_outputs(self, parent_id: str) -> list[list[str]]:
         return [list(step.outputs) for step in self.steps.values()
@@ -246,6 +255,27 @@ class ChainlitChat:
                 self._arrived.notify_all()
 
         return handle
+
+    async def _on_stream_start(self, data: dict[str, Any]) -> None:
+        """A message starts streaming: Chainlit sends the whole step, its output the first part."""
+        arrived = time.perf_counter()
+        await self._step_handler("stream_start")(data)
+        step = self.steps.get(data["id"])
+        if step is not None:
+            step.streamed_at.append(arrived)
+
+    async def _on_stream_token(self, data: dict[str, Any]) -> None:
+        """One more part: appended to the message's content, or replacing it (`isSequence`)."""
+        arrived = time.perf_counter()
+        self.events.append(("stream_token", data))
+        step = self.steps.get(data.get("id", ""))
+        if step is None or data.get("isInput"):
+            return
+        token = str(data.get("token", ""))
+        step.outputs.append(token if data.get("isSequence") or not step.outputs else step.outputs[-1] + token)
+        step.streamed_at.append(arrived)
+        async with self._arrived:
+            self._arrived.notify_all()
 
     async def _on_delete(self, data: dict[str, Any]) -> None:
         self.events.append(("delete_message", data))
