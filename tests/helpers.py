@@ -26,7 +26,7 @@ from typing import Any
 
 import copier
 
-from brandbot.processes import RunningBot
+from brandbot.processes import RunningBot, Service, python_env, start
 from brandbot.release import TEMPLATE_PARTS
 from brandbot.rendered_project import Display, _runtime, project_display
 from brandbot.template_paths import examples_dir, project_template, template_root
@@ -113,6 +113,19 @@ def rendered_files(project: Path) -> dict[str, str]:
 def template_runtime_module(name: str) -> ModuleType:
     """A module of the template's runtime, internals included: for tests that hold a document to the code."""
     return importlib.import_module(f"{_runtime(project_template()).__name__}.{name}")
+
+
+def start_reference_middleware(project: Path, *, port: int, secret: str, log_dir: Path, name: str = "middleware",
+                               stream: str | None = None, token_ms: float | None = None,
+                               deltas: int | None = None) -> Service:
+    """`brandbot middleware` for a project's brand.toml as a separate process, streaming its answers
+    (`--stream sse|ndjson`, `--token-ms`, `--deltas`) when `stream` says so."""
+    command = [*BRANDBOT, "middleware", "--port", str(port), "--brand", str(project / "brand.toml")]
+    for option, value in (("--stream", stream), ("--token-ms", token_ms), ("--deltas", deltas)):
+        if value is not None:
+            command += [option, str(value)]
+    return start(name, command, cwd=project, env=python_env({"BACKEND_API_SECRET": secret}), port=port,
+                 log_dir=log_dir)
 
 
 @dataclass(frozen=True)

@@ -24,24 +24,32 @@ def test_every_example_passes_the_smoke_test(rendered: Callable[[Path], Path], b
     result = smoke(rendered(brand_file))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "FAIL" not in result.stdout
-    for row in ["welcome", "general answer", "specialist ", "HTTP error", "timeout", "unexpected answer",
-                "connection refused", "then a normal answer", "secret not sent to browser", "secret not in any log"]:
+    for row in ["welcome", "general answer", "streamed answer", "specialist ", "HTTP error", "timeout",
+                "unexpected answer", "connection refused", "then a normal answer", "secret not sent to browser",
+                "secret not in any log"]:
         assert row in result.stdout, row
     assert "checks passed" in result.stdout
 
 
-def test_a_broken_bot_fails_the_smoke_test(rendered: Callable[[Path], Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize(("file", "working", "broken", "failing"), [
+    ("chat.py", "self.status.content = plain(self.brand.texts.specialist(label))", "self.status.content = 'oops'",
+     "specialist "),
+    # a bot that shows a streamed answer only once it is complete
+    ("chat.py", "        shown = as_sent(self.streamed.shown())\n", "        return\n", "streamed answer"),
+], ids=["wrong specialist text", "answer not streamed"])
+def test_a_broken_bot_fails_the_smoke_test(rendered: Callable[[Path], Path], tmp_path: Path, file: str, working: str,
+                                           broken: str, failing: str) -> None:
     project = tmp_path / "broken"
     shutil.copytree(rendered(EXAMPLES[0]), project, ignore=skip_local_state)
-    chat = project / "brandbot_runtime" / "chat.py"
-    source = chat.read_text(encoding="utf-8")
-    assert "status.content = plain(brand.texts.specialist(label))" in source
-    chat.write_text(source.replace("status.content = plain(brand.texts.specialist(label))", "status.content = 'oops'"),
-                    encoding="utf-8")
+    path = project / "brandbot_runtime" / file
+    source = path.read_text(encoding="utf-8")
+    assert working in source
+    path.write_text(source.replace(working, broken), encoding="utf-8")
     result = smoke(project)
     assert result.returncode == 1
-    assert "FAIL" in result.stdout
     assert "checks passed" in result.stdout
+    rows = [line for line in result.stdout.splitlines() if "FAIL" in line]
+    assert rows and all(failing in row for row in rows), result.stdout
 
 
 def test_smoke_refuses_a_directory_that_is_not_a_project(tmp_path: Path) -> None:

@@ -2,9 +2,10 @@
 
 Starts the reference middleware and `chainlit run app.py --headless` for the project on free
 loopback ports with a throw-away secret, then plays one customer through every path: welcome,
-a general question, each specialist category, an HTTP error, a timeout, an answer that breaks
-the contract and a refused connection, with a recovery after each failure; then who the middleware
-is told writes: an anonymous visitor, a verified customer (a customer token signed with a throw-away
+a general question, a streamed markdown answer (growing in place, ending exactly as sent), each
+specialist category, an HTTP error, a timeout, an answer that breaks the contract and a refused
+connection, with a recovery after each failure; then who the middleware is told writes: an
+anonymous visitor, a verified customer (a customer token signed with a throw-away
 CUSTOMER_TOKEN_SECRET, as the brand's site would) and a forged token (anonymous again). The expected
 texts are read from the project's own brand data (brand.toml).
 """
@@ -25,6 +26,7 @@ import jwt
 
 from .chat_client import ChainlitChat, transcript
 from .processes import RunningBot, start_bot
+from .reference_middleware import STREAMED_MARKDOWN
 from .rendered_project import Display, project_brand, project_display
 
 if TYPE_CHECKING:
@@ -93,6 +95,20 @@ async def _converse(bot: RunningBot, brand: Brand, display: Display, checks: lis
             ok = exchange.shown[:1] == [plain(texts.thinking)] and len(exchange.shown) == 2
             return ok and exchange.final not in own_texts, _short(exchange.final)
 
+        async def streamed() -> tuple[bool, str]:
+            """The reference middleware streams "simulate stream code" in any mode: STREAMED_MARKDOWN, a word a
+            delta. The answer must grow in place, its first part on screen in the first half of the wait."""
+            sent_at = time.perf_counter()
+            exchange = await chat.send("simulate stream code")
+            first = exchange.first_token_at
+            if exchange.tokens < 2 or first is None:
+                return False, f"not streamed: {exchange.tokens} part(s); {_short(exchange.final)}"
+            early = first - sent_at <= exchange.seconds / 2
+            detail = f"{exchange.tokens} parts in {exchange.seconds:.2f} s, first {first - sent_at:.2f} s"
+            if exchange.final != display.as_sent(STREAMED_MARKDOWN):
+                return False, f"{detail}; ended as {_short(exchange.final)}"
+            return early, detail
+
         def specialist(category: str) -> Callable[[], Awaitable[tuple[bool, str]]]:
             async def step() -> tuple[bool, str]:
                 label = brand.specialist_label(category)
@@ -119,6 +135,7 @@ async def _converse(bot: RunningBot, brand: Brand, display: Display, checks: lis
 
         await check("welcome", welcome)
         await check("general answer", general)
+        await check("streamed answer", streamed)
         for category in brand.categories:
             await check(f"specialist {category}", specialist(category))
         for name, message, text_id in [
