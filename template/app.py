@@ -9,7 +9,7 @@ from chainlit.data.base import BaseDataLayer
 from chainlit.types import Feedback, ThreadDict
 from starlette.datastructures import Headers
 
-from brandbot_runtime import chat, edge, feedback_forwarding, identity, persistence, transcripts
+from brandbot_runtime import chat, edge, feedback_forwarding, identity, metrics, persistence, transcripts
 from brandbot_runtime.settings import ConfigurationError, current_settings
 
 edge.install()  # security headers, allowed origins and request limits on Chainlit's server
@@ -17,10 +17,12 @@ edge.install()  # security headers, allowed origins and request limits on Chainl
 
 @cl.on_app_startup
 async def on_app_startup() -> None:
-    """Check the configuration, protect the logs and migrate the database before the first customer arrives;
-    then purge conversations past RETENTION_DAYS, now and daily."""
+    """Check the configuration, protect the logs, serve the metrics on METRICS_PORT (never on this server's
+    port) and migrate the database before the first customer arrives; then purge conversations past
+    RETENTION_DAYS, now and daily."""
     chat.startup()
     settings = current_settings()
+    metrics.serve(settings)
     url = await persistence.prepare(settings)
     if url is not None and not isinstance(settings, ConfigurationError):
         transcripts.start_retention(url, settings.retention_days)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+import httpx
 import pytest
 
 from brandbot.chat_client import ChainlitChat, transcript
@@ -88,6 +89,7 @@ def test_a_stopped_middleware_is_a_connection_error_then_the_chat_recovers(bot: 
 def test_the_secret_is_in_no_log_file_or_rendered_file(bot: LiveBot) -> None:
     assert "middleware answered HTTP 503" in bot.app.log()
     assert "HTTP Request: POST" in bot.app.log()  # LOG_LEVEL=DEBUG: httpx logged every request
+    assert "brandbot_exchanges_total" not in httpx.get(f"{bot.app.base_url}/metrics").text  # METRICS_PORT only
     for log in bot.log_dir.rglob("*.log"):
         assert bot.secret not in log.read_text(encoding="utf-8", errors="replace"), log.name
     for name, text in rendered_files(bot.project).items():

@@ -24,6 +24,7 @@ import chainlit as cl
 from chainlit.chat_context import chat_contexts
 from chainlit.types import ThreadDict
 
+from . import metrics
 from .brand import Brand, load_brand
 from .conversation import Conversation
 from .display import as_sent, plain
@@ -51,7 +52,7 @@ def startup() -> None:
     if isinstance(settings, ConfigurationError):
         log.error("%s; customers will see the configuration error until this is fixed", settings)
         return
-    protect_logs(settings.backend_api_secret.get_secret_value(), settings.log_level)
+    protect_logs(settings.backend_api_secret.get_secret_value(), settings.log_level, settings.log_format)
     log.info("%s bot ready: middleware at %s, timeout %g s, history %d exchanges", brand.brand_name,
              settings.backend_api_url.host, settings.request_timeout_seconds, settings.history_max_turns)
 
@@ -60,7 +61,7 @@ def middleware_client(settings: Settings, brand: Brand) -> MiddlewareClient:
     """The process's one client, created on first use inside the server's event loop."""
     global _client
     if _client is None:
-        protect_logs(settings.backend_api_secret.get_secret_value(), settings.log_level)
+        protect_logs(settings.backend_api_secret.get_secret_value(), settings.log_level, settings.log_format)
         _client = MiddlewareClient(
             str(settings.backend_api_url),
             secret=settings.backend_api_secret.get_secret_value(),
@@ -82,6 +83,7 @@ async def shutdown() -> None:
 
 async def start() -> None:
     """Check the configuration, then greet the customer with the brand's welcome message."""
+    metrics.session_opened(_session_id())
     ready = await _ready()
     if ready is None:
         return
@@ -142,6 +144,7 @@ async def _reply(text: str) -> None:
     if ready is None:
         return
     brand, settings = ready
+    metrics.session_opened(_session_id())  # again after a reconnect, which runs no on_chat_start
     text = clean_text(text)
     if not text.strip():
         log.warning("chat %s: ignored an empty message", _session_id())
@@ -149,6 +152,7 @@ async def _reply(text: str) -> None:
     conversation = _conversation(settings)
     refusal = conversation.admit(text)
     if refusal is not None:
+        metrics.refused(refusal.text_id)
         if refusal.quiet:
             log.debug("chat %s: dropped a message (%s, already told)", _session_id(), refusal.text_id)
             return
@@ -157,7 +161,8 @@ async def _reply(text: str) -> None:
                          author=settings.bot_name).send()
         return
     async with conversation.turn():
-        await _exchange(brand, settings, conversation, text)
+        with metrics.exchange(_session_id(), text, settings) as measured:
+            await _exchange(brand, settings, conversation, text, measured)
 
 
 async def resume(thread: ThreadDict) -> None:
@@ -168,6 +173,7 @@ async def resume(thread: ThreadDict) -> None:
     answer (its metadata keeps the middleware's text and the message it answered) in order, under
     the same bounds. Failures and refusals stored no answer, so they are not in it, as before.
     """
+    metrics.session_opened(_session_id())
     ready = await _ready()
     if ready is None:
         return
@@ -203,14 +209,16 @@ def end() -> None:
     and never removes a session's list: without this, each huge message a customer ever sent
     would stay in memory for the life of the process. The bot does not use that list.
     """
+    metrics.session_closed(_session_id())
     try:
         chat_contexts.pop(cl.context.session.id, None)
     except Exception:  # noqa: BLE001 - ending a chat must never fail
         log.debug("chat %s: no Chainlit chat context to drop", _session_id())
 
 
-async def _exchange(brand: Brand, settings: Settings, conversation: Conversation, text: str) -> None:
-    """One request to the middleware and what the customer sees of it."""
+async def _exchange(brand: Brand, settings: Settings, conversation: Conversation, text: str,
+                    measured: metrics.Exchange) -> None:
+    """One request to the middleware and what the customer sees of it, told to `measured` (metrics.py)."""
     status = cl.Message(content=plain(brand.texts.thinking), author=settings.bot_name)
     await status.send()
     history = conversation.history
@@ -219,8 +227,10 @@ async def _exchange(brand: Brand, settings: Settings, conversation: Conversation
         async with aclosing(middleware_client(settings, brand).answer(
                 text, history.request_history(text), customer=_customer().as_contract())) as parts:
             async for batch in parts:
+                measured.arrived()
                 await answer.take(batch)
         response, category = answer.streamed.text, answer.category
+        measured.answered(response, category, brand.specialist_label(category) is not None, paused=answer.paused)
         await answer.announce_late_specialist()
         status.content = as_sent(response)
         # The answer as the middleware wrote it, for transcripts: `content` holds display escapes.
@@ -235,11 +245,13 @@ async def _exchange(brand: Brand, settings: Settings, conversation: Conversation
     except MiddlewareError as error:
         log.log(error.level, "chat %s: %s; told the customer %s%s", _session_id(), error, error.text_id,
                 " after part of the answer" if answer.on_screen else "")
+        measured.failed(error.text_id, cut_off=bool(answer.on_screen))
         await _fail(status, brand, conversation, text, brand.texts.render(error.text_id, error.values),
                     shown=answer.cut_off())
         return
     except Exception:
         log.exception("chat %s: internal error while answering; told the customer error_internal", _session_id())
+        measured.failed("error_internal")
         await _fail(status, brand, conversation, text, brand.texts.error_internal, shown=answer.cut_off())
         return
     history.record(text, response)
@@ -261,6 +273,7 @@ class _ShownAnswer:
         self.category: str | None = None
         self.announced = False
         self.on_screen = ""  # the markdown of the answer shown so far ("" while the status shows)
+        self.paused = 0.0  # seconds the stream waited for the specialist transition
         self._refreshed_at = 0.0
 
     async def take(self, batch: list[Any]) -> None:
@@ -296,6 +309,7 @@ class _ShownAnswer:
         self.status.content = plain(self.brand.texts.specialist(label))
         await self.status.update()
         await asyncio.sleep(self.settings.transition_delay_seconds)  # the stream waits in its buffers
+        self.paused += self.settings.transition_delay_seconds
 
     async def _show(self) -> None:
         loop_time = asyncio.get_running_loop().time()

@@ -45,6 +45,12 @@ from chainlit.data.base import BaseDataLayer
 from chainlit.session import WebsocketSession
 from chainlit.types import Feedback, PageInfo, PaginatedResponse, Pagination, ThreadDict, ThreadFilter
 
+try:  # counted for Prometheus when the bot's metrics are there; the guard works alone too (benchmarks, tools)
+    from .metrics import database_error
+except ImportError:  # pragma: no cover - prometheus-client not installed
+    def database_error(kind: str) -> None:
+        """Nothing to count into."""
+
 if TYPE_CHECKING:
     from chainlit.element import Element, ElementDict
     from chainlit.step import StepDict
@@ -376,6 +382,7 @@ class DataLayerGuard(BaseDataLayer):
             if state.outage_started is None:
                 state.outage_started, state.skipped_in_outage = now, 0
         self._skip(write, default)
+        database_error(kind)
         trouble = state.troubles.setdefault(kind, _Trouble())
         trouble.failures += 1
         trouble.summary = redact(detail, self.secrets)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field, HttpUrl, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -54,6 +55,13 @@ class Settings(BaseSettings):
     messages_per_minute: int = Field(default=12, ge=1, le=1_000_000)
     max_response_bytes: int = Field(default=1_000_000, ge=1024, le=100_000_000)
     log_level: str = Field(default="INFO", pattern=r"(?i)^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
+    # `json`: every log line one JSON object (log_safety.JsonLines); the customer's message and the answer
+    # are added to each exchange's line only with log_customer_text.
+    log_format: Literal["text", "json"] = "text"
+    log_customer_text: bool = False
+    # Prometheus metrics (metrics.py) on a port of their own, never Chainlit's; unset: not served.
+    metrics_port: int | None = Field(default=None, ge=1, le=65_535)
+    metrics_host: str = Field(default="0.0.0.0", pattern=r"^[A-Za-z0-9.:_-]{1,253}$")
     # Origins answers' images may load from (the page's CSP img-src). `| str` lets IMAGE_HOSTS be a
     # comma-separated list: pydantic-settings would otherwise insist on JSON for a list.
     image_hosts: tuple[str, ...] | str = ()
@@ -94,6 +102,22 @@ class Settings(BaseSettings):
     def _allowed_origins_are_origins(cls, value: object) -> tuple[str, ...]:
         """Each entry scheme://host[:port], normalized the way browsers write the Origin header."""
         return parse_allowed_origins(value)
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _log_format_any_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("metrics_port", mode="before")
+    @classmethod
+    def _empty_metrics_port_is_none(cls, value: object) -> object:
+        """METRICS_PORT= (as in .env.example) means no metrics server."""
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("metrics_host", mode="before")
+    @classmethod
+    def _empty_metrics_host_is_default(cls, value: object) -> object:
+        return "0.0.0.0" if isinstance(value, str) and not value.strip() else value
 
     @field_validator("backend_feedback_url", mode="before")
     @classmethod

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from brandbot_runtime import chat
+from brandbot_runtime import chat, metrics
 from brandbot_runtime.brand import Brand
 from brandbot_runtime.display import as_sent, plain
 
@@ -30,8 +30,11 @@ async def test_each_fault_is_survived(configure, middleware: MiddlewareDouble, s
     else:
         middleware.behave = fault.behave  # type: ignore[assignment]
 
+    outcome = "cut_off" if fault.kept else fault.text_id  # brandbot_exchanges_total's label for it
+    counted = metrics.REGISTRY.get_sample_value("brandbot_exchanges_total", {"outcome": outcome})
     with caplog.at_level(logging.DEBUG):
         failed = await session.say("this one fails")
+    assert metrics.REGISTRY.get_sample_value("brandbot_exchanges_total", {"outcome": outcome}) == counted + 1
 
     expected = brand.texts.render(fault.text_id, fault.values)
     if fault.values.get("seconds") == "120":  # an HTTP date: allow the clock to tick
