@@ -82,7 +82,8 @@ def test_rendered_files_are_verbatim_copies_or_fully_rendered(rendered: Callable
         elif verbatim.is_file():
             assert (project / name).read_bytes() == verbatim.read_bytes(), name
         else:
-            assert name.endswith((".toml", ".md", ".yml", ".json", ".svg")), f"{name} is rendered but not data or docs"
+            assert name.endswith((".toml", ".md", ".yml", ".yaml", ".json", ".svg")), \
+                f"{name} is rendered but not data or docs"
             assert "{{" not in text and "{%" not in text, name
 
 
