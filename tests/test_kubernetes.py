@@ -9,6 +9,7 @@ kubectl is a system tool: under CI a missing one fails the module, elsewhere it 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -21,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import chainlit
 import jsonschema
 import kubernetes_validate
 import pytest
@@ -38,6 +38,8 @@ SECRET_VARIABLES = frozenset({"BACKEND_API_SECRET", "DATABASE_URL", "CHAINLIT_AU
 CHAINLIT_VARIABLES = frozenset({"CHAINLIT_AUTH_SECRET"})
 #: Values of the secret variables in the environment kustomize runs in: none may reach a manifest.
 SENTINELS = {name: f"sentinel-{name.lower().replace('_', '-')}-{secrets.token_hex(8)}" for name in SECRET_VARIABLES}
+#: The installed Chainlit, found without importing it (an import writes .chainlit/ into the working directory).
+CHAINLIT_DIR = Path(importlib.util.find_spec("chainlit").origin).parent  # type: ignore[union-attr, arg-type]
 HTTPROUTE_SCHEMA = DATA / "gateway-api-httproute-v1.schema.json"
 DNS_LABEL = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
 DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
@@ -257,7 +259,7 @@ def test_the_project_ships_every_file_chainlit_would_write(rendered: Callable[[P
         project = rendered(brand_file)
         for name in (".chainlit/config.toml", "chainlit.md"):
             assert (project / name).is_file(), name
-        builtin = {path.name for path in (Path(chainlit.__file__).parent / "translations").glob("*.json")}
+        builtin = {path.name for path in (CHAINLIT_DIR / "translations").glob("*.json")}
         shipped = {path.name for path in (project / ".chainlit/translations").glob("*.json")}
         assert builtin and builtin <= shipped, builtin - shipped
         assert "PYTHONDONTWRITEBYTECODE=1" in (project / "Dockerfile").read_text(encoding="utf-8")  # no .pyc
