@@ -6,10 +6,19 @@ set a cookie, which a stable visitor identity needs (identity_cookies.py). These
 here, at the edge, by ASGI layers on Chainlit's own app (`chainlit.server.app`), so every route
 (the page, `/project/*`, the socket.io mount, `/public/*`) passes through them, and by a bound on
 Chainlit's socket.io server. app.py imports this module before the server starts, which is when
-Starlette still accepts middleware.
+Starlette still accepts middleware. One more gap is not the web server's: Chainlit deletes its
+upload folder `.files` at shutdown, which fails where that folder is a mount (a Kubernetes emptyDir
+on a read-only root filesystem), so every pod stop ended in a traceback and exit code 143.
 """
 
 from __future__ import annotations
+
+import errno
+import logging
+import shutil
+import types
+from pathlib import Path
+from typing import Any
 
 _installed = False
 
@@ -29,7 +38,28 @@ def install() -> None:
     request_guard.install(app)  # origins, body limits, socket events; added first, so the headers wrap its refusals
     security_headers.install(app)
     _bound_socket_frames()
+    _keep_a_mounted_files_folder()
     _installed = True
+
+
+def remove_tree(path: str | Path, *args: Any, **kwargs: Any) -> None:
+    """shutil.rmtree, except that a folder that cannot go itself (a mount point, a read-only parent)
+    is left in place once emptied: what Chainlit wants at shutdown is its uploads gone."""
+    try:
+        shutil.rmtree(path, *args, **kwargs)
+    except OSError as error:
+        if error.errno not in (errno.EROFS, errno.EBUSY) or any(Path(path).iterdir()):
+            raise
+        logging.getLogger("brandbot").debug("emptied %s; the folder itself stays (a mount)", path)
+
+
+def _keep_a_mounted_files_folder() -> None:
+    """Give chainlit.server a shutil whose rmtree empties a mounted `.files` instead of failing on it."""
+    import chainlit.server
+
+    safe = types.SimpleNamespace(**{name: getattr(shutil, name) for name in dir(shutil) if not name.startswith("__")})
+    safe.rmtree = remove_tree
+    chainlit.server.shutil = safe  # type: ignore[assignment]  # that module uses shutil for this one call
 
 
 def _bound_socket_frames() -> None:
