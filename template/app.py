@@ -87,6 +87,8 @@ def on_chat_end() -> None:
 
 @cl.on_app_shutdown
 async def on_app_shutdown() -> None:
-    """Close the pooled middleware and feedback connections."""
+    """Let the answers under way finish (their customers find them on reconnecting), then close the
+    pooled middleware and feedback connections."""
+    await chat.finish_answers_in_flight()
     await chat.shutdown()
     await feedback_forwarding.shutdown()

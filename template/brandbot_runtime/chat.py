@@ -43,6 +43,9 @@ STARTER_ACTION = "starter"
 RETRY_ACTION = "retry"
 _CONVERSATION_KEY = "brandbot_conversation"
 _client: MiddlewareClient | None = None
+_answering: set[asyncio.Task[Any]] = set()  # the tasks waiting for or receiving an answer
+#: At most this long, a stopping bot lets the answers under way finish (within a pod's grace period).
+FINISH_SECONDS_AT_MOST = 60.0
 
 
 def startup() -> None:
@@ -71,6 +74,26 @@ def middleware_client(settings: Settings, brand: Brand) -> MiddlewareClient:
             stream_max_seconds=settings.stream_max_seconds,
         )
     return _client
+
+
+async def finish_answers_in_flight() -> int:
+    """Let the answers under way finish before the client closes; how many did not.
+
+    Chainlit closes every socket the moment the server is told to stop, but the tasks answering go
+    on: given the time, each answer is stored, and the customer finds it when their page reconnects
+    to another replica. Without this wait the client closed under them and each was stored as a
+    connection error. Bounded by the answer's own limits (and FINISH_SECONDS_AT_MOST).
+    """
+    if not _answering:
+        return 0
+    settings = current_settings()
+    seconds = FINISH_SECONDS_AT_MOST if isinstance(settings, ConfigurationError) else min(
+        FINISH_SECONDS_AT_MOST, settings.request_timeout_seconds + settings.transition_delay_seconds + 1)
+    began, count = asyncio.get_running_loop().time(), len(_answering)
+    _, unfinished = await asyncio.wait(set(_answering), timeout=seconds)
+    log.info("stopping: %d of %d answers under way finished in %.1f s", count - len(unfinished), count,
+             asyncio.get_running_loop().time() - began)
+    return len(unfinished)
 
 
 async def shutdown() -> None:
@@ -161,8 +184,14 @@ async def _reply(text: str) -> None:
                          author=settings.bot_name).send()
         return
     async with conversation.turn():
-        with metrics.exchange(_session_id(), text, settings) as measured:
-            await _exchange(brand, settings, conversation, text, measured)
+        task = asyncio.current_task()
+        if task is not None:
+            _answering.add(task)
+        try:
+            with metrics.exchange(_session_id(), text, settings) as measured:
+                await _exchange(brand, settings, conversation, text, measured)
+        finally:
+            _answering.discard(task)  # type: ignore[arg-type]
 
 
 async def resume(thread: ThreadDict) -> None:
