@@ -11,6 +11,7 @@ import json
 import re
 import shutil
 import subprocess
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,12 @@ SECRETS = ("BACKEND_API_SECRET", "CHAINLIT_AUTH_SECRET", "CUSTOMER_TOKEN_SECRET"
 
 def compose_of(project: Path) -> dict[str, Any]:
     return yaml.safe_load((project / "deploy/compose.yaml").read_text(encoding="utf-8"))
+
+
+def answering_seconds(project: Path) -> float:
+    """How long a stopping bot may let an answer under way finish: the request timeout and the transition."""
+    brand = tomllib.loads((project / "brand.toml").read_text(encoding="utf-8"))
+    return float(brand["request_timeout_seconds"]) + float(brand["transition_delay_seconds"])
 
 
 def bots(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -60,7 +67,8 @@ def test_the_bot_runs_in_several_replicas_of_the_projects_image_with_healthcheck
                                          "postgres": {"condition": "service_healthy"}}, name
         assert "ports" not in service, "only the load balancer is published"
         assert service["restart"] == "unless-stopped"
-        assert int(service["stop_grace_period"].rstrip("s")) >= 10  # the bot drains its writes for up to 8 s
+        # the bot lets answers under way finish (request timeout + transition delay), then drains its writes (8 s)
+        assert int(service["stop_grace_period"].rstrip("s")) >= 10 + answering_seconds(project)
 
 
 def test_postgres_and_the_one_shot_migration(project: Path) -> None:

@@ -395,8 +395,9 @@ def test_replicas_disruption_budget_and_autoscaler_agree(pack: Callable[[Path], 
 
 @pytest.mark.parametrize("brand_file", EXAMPLES, ids=example_id)
 def test_stopping_a_pod_lets_the_answers_in_flight_arrive(pack: Callable[[Path], Pack], brand_file: Path) -> None:
-    """Chainlit closes every socket at SIGTERM: the preStop sleep is the window answers have to finish, and
-    the grace period covers it plus the bot's last database writes."""
+    """Chainlit closes every socket at SIGTERM: the preStop sleep is the window answers have to finish; after
+    SIGTERM the bot lets those still under way finish (as long again at most: chat.finish_answers_in_flight),
+    and the grace period covers both plus the bot's last database writes."""
     built = pack(brand_file)
     brand = built.brand
     in_flight = brand["request_timeout_seconds"] + brand["transition_delay_seconds"]
@@ -406,7 +407,7 @@ def test_stopping_a_pod_lets_the_answers_in_flight_arrive(pack: Callable[[Path],
         sleep = int(command[1])
         assert sleep >= in_flight, overlay
         grace = build.pod["spec"]["terminationGracePeriodSeconds"]
-        assert grace >= sleep + PERSISTENCE_FLUSH_SECONDS + 2, overlay
+        assert grace >= sleep + (in_flight + 1) + PERSISTENCE_FLUSH_SECONDS + 2, overlay
 
 
 @pytest.mark.parametrize("brand_file", EXAMPLES, ids=example_id)
