@@ -89,3 +89,54 @@ def test_the_persistence_mode_reports_every_figure_on_sqlite_and_postgresql(
             assert down["seconds_to_store_again"] is not None, (kind, target, "answers never stored again")
             if kind == "postgres":
                 assert down["writes_while_down"] == 0, (kind, target)
+
+
+def test_the_streaming_mode_reports_every_figure(rendered: Callable[[Path], Path], tmp_path: Path) -> None:
+    """`--stream`: the app behind the streaming middleware and the streaming floor alternate, loaded and alone;
+    every answer is right, every first token is set against its sender's record of the piece it shows."""
+    project = rendered(REPO / "examples/retail.yml")
+    out = tmp_path / "streamed.json"
+    sessions, messages, rounds = 2, 2, 2
+    result = subprocess.run(
+        [sys.executable, "-m", "brandbot", "bench", str(project), "--stream", "--sessions", str(sessions),
+         "--messages", str(messages), "--rounds", str(rounds), "--json", str(out)],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "200"})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "app / streaming floor" in result.stdout
+    figures = json.loads(out.read_text(encoding="utf-8"))
+    assert (figures["config"]["stream"], figures["config"]["deltas"], figures["config"]["token_ms"]) == (True, 40, 20)
+    assert set(figures["clocks"]) == {"perf_counter", "monotonic"}
+    streamed = figures["streamed_answers"]
+    assert [row["target"] for row in streamed["rounds"]] == ["app", "floor"] * rounds
+    assert [row["target"] for row in streamed["single_rounds"]] == ["app", "floor"] * rounds
+    answers = {"rounds": sessions * messages, "single_rounds": 2 * messages,
+               "loaded": rounds * sessions * messages, "single_session": rounds * 2 * messages}
+    for part, count in answers.items():
+        rows = streamed[part] if isinstance(streamed[part], list) else list(streamed[part].values())
+        for row in rows:
+            assert (row["answers"], row["errors"], row["wrong"], row["unmatched"]) == (count, 0, 0, 0), (part, row)
+            for key in ("throughput", "p50_ms", "p95_ms", "first_token_p50_ms", "first_token_p95_ms", "peak_rss_mb",
+                        "added_p50_ms", "added_p95_ms", "after_piece_p50_ms", "after_piece_p95_ms", "word_wait_p50_ms",
+                        "word_wait_p95_ms", "cpu_ms_per_delta", "cpu_ms_per_answer"):
+                # >= 0 for the first-token figures: a token cannot arrive before the piece it shows left its
+                # sender, which holds only if both read the same clock and the piece is the right one
+                assert math.isfinite(row[key]) and row[key] >= 0, (part, key, row)
+            for low, high in (("p50_ms", "p95_ms"), ("first_token_p50_ms", "first_token_p95_ms"),
+                              ("added_p50_ms", "added_p95_ms"), ("after_piece_p50_ms", "after_piece_p95_ms"),
+                              ("word_wait_p50_ms", "word_wait_p95_ms")):
+                assert row[low] <= row[high], (part, low, row)
+            assert row["deltas_per_answer"] == 40, (part, row)
+            middleware_cpu = row["middleware_cpu_ms_per_delta"]  # the app's rounds only
+            if row["target"] == "floor":
+                assert middleware_cpu is None, (part, row)
+            else:
+                assert math.isfinite(middleware_cpu) and middleware_cpu >= 0, (part, row)
+            if row["target"] == "floor":  # every piece its own token, shown as it comes
+                assert row["tokens_per_answer"] == 40 and row["word_wait_p95_ms"] == 0, (part, row)
+            else:  # the app shows complete words only: fewer tokens than pieces
+                assert 1 <= row["tokens_per_answer"] <= 40, (part, row)
+    assert set(streamed["loaded"]) == set(streamed["single_session"]) == {"app", "floor"}
+    assert 0 < streamed["ratio"] < 10 and len(streamed["round_ratios"]) == rounds
+    assert len(streamed["goals"]) == 3
+    for goal in streamed["goals"]:
+        assert isinstance(goal["met"], bool) and math.isfinite(goal["value"]), goal

@@ -376,6 +376,13 @@ def bench(
     guarded_floor: Annotated[bool, typer.Option(
         help="Persistence mode: the storing floor also goes through the bot's data_layer_guard, to tell the "
              "guard's cost from the rest of the bot's.")] = False,
+    stream: Annotated[bool, typer.Option(
+        "--stream", help="Streaming mode: the middleware streams every answer (SSE) after its latency, beside a "
+                         "bare Chainlit floor streaming the same pieces; the run then measures only the time from "
+                         "the first piece sent to the first token at the customer (1 session and --sessions), "
+                         "answer throughput against the floor, and CPU per delta.")] = False,
+    token_ms: Annotated[float, typer.Option(min=0, help="Streaming mode: milliseconds between two deltas.")] = 20.0,
+    deltas: Annotated[int, typer.Option(min=1, help="Streaming mode: deltas per answer.")] = 40,
 ) -> None:
     """Measure the bot against the framework floor, with real processes and socket.io."""
     from . import bench as benchmark
@@ -392,9 +399,15 @@ def bench(
     kinds = tuple(dict.fromkeys(part.strip().lower() for part in persistence.split(",") if part.strip()))
     if unknown := [kind for kind in kinds if kind not in benchmark.DATABASE_KINDS]:
         raise fail(f"--persistence takes {' and '.join(benchmark.DATABASE_KINDS)}, not {', '.join(unknown)}")
+    if stream and kinds:
+        raise fail("--stream and --persistence are separate runs: give one of them")
     config = benchmark.BenchConfig(project=project, sessions=sessions, messages=messages, latency_ms=latency_ms,
                                    rounds=rounds, sweep=counts, idle_sessions=idle_sessions,
-                                   long_messages=long_messages, persistence=kinds, guarded_floor=guarded_floor)
+                                   long_messages=long_messages, persistence=kinds, guarded_floor=guarded_floor,
+                                   stream=stream, token_ms=token_ms, deltas=deltas)
+    if stream:
+        _bench_streamed(benchmark, config, json_out)
+        return
     if kinds:
         _bench_stored(benchmark, config, json_out)
         return
@@ -441,6 +454,30 @@ def _bench_stored(benchmark: ModuleType, config: BenchConfig, json_out: Path | N
     except Stopped as stop:
         raise stop.exit() from None
     for table in benchmark.stored_tables(results):
+        console.print(table)
+    if json_out:
+        benchmark.write_json(results, json_out)
+        console.print(f"figures written to {json_out}", highlight=False)
+
+
+def _bench_streamed(benchmark: ModuleType, config: BenchConfig, json_out: Path | None) -> None:
+    """`brandbot bench --stream`: the streamed-answer figures, goals first."""
+    from .processes import ServiceError
+
+    console.print(f"benchmark, streamed answers: {config.sessions} sessions x {config.messages} messages and "
+                  f"1 session x {2 * config.messages}, first delta after {config.latency_ms:g} ms, "
+                  f"{config.deltas} deltas {config.token_ms:g} ms apart, {config.rounds} rounds each, "
+                  "alternating app and streaming floor",
+                  highlight=False)
+    try:
+        with _stop_signals():
+            results = benchmark.run_stream_bench(config, report=lambda line: console.print(
+                line, highlight=False, markup=False, soft_wrap=True))
+    except ServiceError as error:
+        raise fail(f"could not start a server: {error}") from None
+    except Stopped as stop:
+        raise stop.exit() from None
+    for table in benchmark.stream_tables(results):
         console.print(table)
     if json_out:
         benchmark.write_json(results, json_out)

@@ -19,6 +19,8 @@ goes to a bot whose Accept header names that media type as a stream instead of o
 `{"category": ...}`, then the text in `{"delta": ...}` pieces (one a word, or `deltas` pieces of about
 equal length) `token_seconds` apart, then `{"done": true}`. The deltas put together are exactly the
 JSON answer's `response`. A client that does not accept the stream gets JSON, as without `stream`.
+For `brandbot bench --stream`, GET /stream-times lists when each delta of the latest tagged answers
+("[s7] ...") was written (`time.monotonic()`, a clock shared by every process on Linux).
 These messages stream whatever the mode and the Accept header (in the `stream` format, SSE when none),
 each with the answer the message would get otherwise:
 
@@ -42,6 +44,7 @@ import asyncio
 import hmac
 import json
 import re
+import time
 import unicodedata
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -68,6 +71,7 @@ if TYPE_CHECKING:
 _WORD = re.compile(r"[^\W_]+")
 _HOLD_SECONDS = 600.0
 _FEEDBACK_KEPT = 100  # the latest feedbacks GET /feedback lists
+_STREAM_TIMES_KEPT = 4096  # the latest tagged streamed answers GET /stream-times lists
 
 STREAM_MEDIA_TYPES = {"sse": "text/event-stream", "ndjson": "application/x-ndjson"}
 HUGE_DELTA_BYTES = 4096  # the size of each delta of "simulate stream huge N"
@@ -464,7 +468,8 @@ def crossed_session(payload: dict[str, Any]) -> bool:
 def create_app(brand: Brand, *, secret: str, auth_header: str = "x-secret",
                latency_seconds: float = 0.0, stream: str | None = None, token_seconds: float = 0.02,
                deltas: int | None = None) -> Starlette:
-    """The middleware as an ASGI app: POST /chat, POST and GET /feedback, GET /health, GET /stats.
+    """The middleware as an ASGI app: POST /chat, POST and GET /feedback, GET /health, GET /stats,
+    GET /stream-times.
 
     `stream` ("sse" or "ndjson"): answers go as that stream to a bot that accepts it, in `deltas` pieces
     (None: one a word) `token_seconds` apart.
@@ -480,6 +485,8 @@ def create_app(brand: Brand, *, secret: str, auth_header: str = "x-secret",
     expected = secret.encode()
     in_flight: Counter[str] = Counter()
     feedbacks: deque[dict[str, Any]] = deque(maxlen=_FEEDBACK_KEPT)
+    # Tagged streamed answers, latest last: {"n": a running number, "tag": "s7", "deltas": [monotonic, ...]}.
+    stream_times: deque[dict[str, Any]] = deque(maxlen=_STREAM_TIMES_KEPT)
 
     def leave(key: str) -> None:
         in_flight[key] -= 1
@@ -560,21 +567,25 @@ def create_app(brand: Brand, *, secret: str, auth_header: str = "x-secret",
         if decision.stream is not None or (
                 stream and decision.status == 200 and body is not None and "response" in body
                 and accepts(request.headers.get("accept"), STREAM_MEDIA_TYPES[stream])):
-            return streamed(decision, body or {}, stream or "sse")
+            return streamed(decision, body or {}, stream or "sse", tag.group(1) if tag else None)
         return JSONResponse(body, status_code=decision.status)
 
-    def streamed(decision: Decision, body: dict[str, Any], form: str) -> Response:
+    def streamed(decision: Decision, body: dict[str, Any], form: str, tag: str | None) -> Response:
         """The answer as a stream in `form` ("sse" or "ndjson"), or the stream simulation it asks for."""
         media_type = STREAM_MEDIA_TYPES[form]
         if decision.stream == "json":
             plain = json.dumps({"response": body.get("response"), "category": None}, ensure_ascii=False)
             return Response(plain, media_type=media_type, headers=stream_headers(media_type))
         stats.streamed += 1
-        events = stream_events(decision, body.get("response") or "", body.get("category"), form)
+        times: list[float] = []
+        if tag is not None:
+            stream_times.append({"n": stats.streamed, "tag": tag, "deltas": times})
+        events = stream_events(decision, body.get("response") or "", body.get("category"), form, times)
         return StreamedAnswer(events, media_type, abrupt=decision.stream == "cut early")
 
-    async def stream_events(decision: Decision, text: str, category: str | None,
-                            form: str) -> AsyncIterator[bytes]:
+    async def stream_events(decision: Decision, text: str, category: str | None, form: str,
+                            times: list[float]) -> AsyncIterator[bytes]:
+        """The answer's events; `times` gets the moment each delta is written (time.monotonic())."""
         kind = decision.stream
         if kind == "huge":
             yield _event(form, {"category": category})
@@ -594,6 +605,7 @@ def create_app(brand: Brand, *, secret: str, auth_header: str = "x-secret",
             if sent and token_seconds:
                 await asyncio.sleep(token_seconds)
             sent += 1
+            times.append(time.monotonic())
             yield _event(form, {"delta": piece})
         if kind == "cut":
             return
@@ -609,6 +621,7 @@ def create_app(brand: Brand, *, secret: str, auth_header: str = "x-secret",
             if sent and token_seconds:
                 await asyncio.sleep(token_seconds)
             sent += 1
+            times.append(time.monotonic())
             yield _event(form, {"delta": piece})
         if kind == "late category":
             yield _event(form, {"category": category or "General"})
@@ -647,12 +660,21 @@ def create_app(brand: Brand, *, secret: str, auth_header: str = "x-secret",
     async def show_stats(request: Request) -> Response:
         return JSONResponse(stats.__dict__)
 
+    async def show_stream_times(request: Request) -> Response:
+        """The tagged streamed answers after number `after` (all kept when not given), oldest first."""
+        try:
+            after = int(request.query_params.get("after", "0"))
+        except ValueError:
+            return JSONResponse({"detail": "after: not a number"}, status_code=422)
+        return JSONResponse({"answers": [answer for answer in stream_times if answer["n"] > after]})
+
     return Starlette(routes=[
         Route("/chat", chat, methods=["POST"]),
         Route("/feedback", take_feedback, methods=["POST"]),
         Route("/feedback", list_feedback, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
         Route("/stats", show_stats, methods=["GET"]),
+        Route("/stream-times", show_stream_times, methods=["GET"]),
     ])
 
 

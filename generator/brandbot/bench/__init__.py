@@ -13,15 +13,30 @@ orders the steps, `render_timing` times rendering, `report` types the figures an
 The persistence mode (`stored`) loads the bot storing conversations in SQLite or PostgreSQL
 (`databases`) beside two floors: one storing through the same data layer, one storing nothing;
 `counted_chainlit` counts each server's SQL statements, `sql_counts` reads them.
+
+The streaming mode (`stream`) loads the bot behind a middleware that streams every answer, beside a
+floor that streams the same pieces (`stream_floor_app.py`): time to the first token, throughput and
+CPU per delta.
 """
 
 from .config import BenchConfig
 from .databases import KINDS as DATABASE_KINDS
 from .databases import DatabaseUnavailable
 from .render_timing import generation_times
-from .report import BenchResults, StoredResults, bench_table, plot, stored_tables, write_json
+from .report import (
+    BenchResults,
+    StoredResults,
+    StreamResults,
+    bench_table,
+    plot,
+    stored_tables,
+    stream_tables,
+    write_json,
+)
 from .run import run_bench
 from .stored import run_stored_bench
+from .stream import run_stream_bench
 
-__all__ = ["DATABASE_KINDS", "BenchConfig", "BenchResults", "DatabaseUnavailable", "StoredResults", "bench_table",
-           "generation_times", "plot", "run_bench", "run_stored_bench", "stored_tables", "write_json"]
+__all__ = ["DATABASE_KINDS", "BenchConfig", "BenchResults", "DatabaseUnavailable", "StoredResults", "StreamResults",
+           "bench_table", "generation_times", "plot", "run_bench", "run_stored_bench", "run_stream_bench",
+           "stored_tables", "stream_tables", "write_json"]

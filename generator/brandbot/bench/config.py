@@ -28,6 +28,12 @@ class BenchConfig:
     persistence: tuple[str, ...] = ()
     #: The storing floor also goes through the bot's data_layer_guard: tells the guard's cost apart.
     guarded_floor: bool = False
+    #: The streaming mode: the middleware streams every answer (SSE) in `deltas` pieces `token_ms` apart,
+    #: after its latency; the floor streams the same pieces with Chainlit's stream_token. The run then
+    #: measures time to the first token, throughput and CPU per delta only.
+    stream: bool = False
+    token_ms: float = 20.0
+    deltas: int = 40
 
     def as_json(self) -> dict[str, Any]:
         """The fields as JSON values (the project as the path it was given)."""

@@ -2,6 +2,8 @@
 
 Each exchange is timed by the client (`chat_client`); CPU and peak memory are read from the
 server's own process, so the client's share of the machine is not counted against the server.
+A streamed answer also records when its first part arrived, on `time.monotonic()`'s clock, which
+other processes on the machine share (the streaming mode compares it with the sender's).
 """
 
 from __future__ import annotations
@@ -32,6 +34,21 @@ class Server:
         return psutil.Process(self.service.process.pid)
 
 
+@dataclass(frozen=True)
+class FirstToken:
+    """When a streamed answer's first part reached the customer, and what it showed.
+
+    Times are `time.monotonic()` (the client's perf_counter converted; on Linux both read
+    CLOCK_MONOTONIC, which every process shares)."""
+
+    session: str  # the load message's tag without brackets: "s7"
+    message: str  # the message answered
+    sent_at: float
+    arrived_at: float
+    shown: str  # the content of the first streamed part (Chainlit's stream_start)
+    tokens: int  # stream_start and stream_token events of the answer
+
+
 @dataclass
 class Tally:
     """What the sessions of one round saw, added to as each exchange ends."""
@@ -40,6 +57,7 @@ class Tally:
     errors: int = 0
     wrong: int = 0
     problems: list[str] = field(default_factory=list)
+    first_tokens: list[FirstToken] = field(default_factory=list)  # streamed answers only
 
 
 @dataclass
@@ -118,6 +136,7 @@ async def _converse(server: Server, session: str, chat: ChainlitChat, messages: 
     """One session's messages in turn, each answer checked against the server's right one."""
     for number in range(messages):
         text = f"[{session}] message {number}"
+        events_before, sent_at = len(chat.events), time.perf_counter()
         try:
             exchange = await chat.send(text)
         except Exception as error:  # noqa: BLE001 - counted, the run goes on
@@ -125,6 +144,12 @@ async def _converse(server: Server, session: str, chat: ChainlitChat, messages: 
             tally.problems.append(f"{text!r}: {type(error).__name__}: {error}")
             continue
         tally.latencies.append(exchange.seconds)
+        if exchange.first_token_at is not None:
+            to_monotonic = time.monotonic() - time.perf_counter()  # 0 where both are CLOCK_MONOTONIC
+            shown = next((str(data.get("output", "")) for event, data in chat.events[events_before:]
+                          if event == "stream_start"), "")
+            tally.first_tokens.append(FirstToken(session, text, sent_at + to_monotonic,
+                                                 exchange.first_token_at + to_monotonic, shown, exchange.tokens))
         if exchange.final != server.expected(text):
             tally.wrong += 1
             tally.problems.append(f"{text!r}: expected {server.expected(text)!r}, shown {exchange.messages!r}")

@@ -1,7 +1,7 @@
 """The figures of a bench run, typed, and the three ways they are shown: JSON, a table, a plot.
 
 The JSON's keys and shape are what `docs/performance.json` (`docs/performance-stored.json` for
-the persistence mode) and `tests/test_bench.py` read.
+the persistence mode, `docs/performance-streamed.json` for the streaming mode) and `tests/test_bench.py` read.
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ class BenchResults:
         return figures
 
 
-def write_json(results: BenchResults | StoredResults, path: Path) -> None:
+def write_json(results: BenchResults | StoredResults | StreamResults, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results.as_json(), indent=2) + "\n", encoding="utf-8")
 
@@ -374,3 +374,149 @@ def stored_tables(results: StoredResults) -> list[Table]:
 
 def _cell(value: object) -> str:
     return "-" if value is None else str(value)
+
+
+# ---- the streaming mode (`brandbot bench --stream`) ----
+
+
+@dataclass(frozen=True)
+class StreamFigures:
+    """Streamed answers from one server, in one round or pooled over several (times in ms).
+
+    Pooled over rounds, the percentiles are of every answer, `throughput` is the median round's
+    and CPU the total over the total. `added` runs from the first piece leaving its sender (the
+    middleware's first delta for the app, the floor's own first `stream_token` call) to the first token
+    reaching the customer's socket; the app shows complete words only, so `word_wait` is the part of
+    it spent waiting for the delta that completed the first word shown, and `after_piece` the rest:
+    from that delta leaving the middleware to its arrival (for the floor, `after_piece` is `added`)."""
+
+    target: str
+    sessions: int
+    messages: int
+    rounds: int
+    answers: int
+    throughput: float  # answers per second until the round's last answer
+    p50_ms: float  # the customer's send to the complete answer
+    p95_ms: float
+    first_token_p50_ms: float  # the customer's send to the first token
+    first_token_p95_ms: float
+    added_p50_ms: float
+    added_p95_ms: float
+    word_wait_p50_ms: float
+    word_wait_p95_ms: float
+    after_piece_p50_ms: float
+    after_piece_p95_ms: float
+    tokens_per_answer: float  # stream_start and stream_token events the customer got per answer
+    deltas_per_answer: float  # pieces each answer was streamed in (to the app by the middleware; by the floor)
+    cpu_ms_per_delta: float  # the server's CPU over the pieces it streamed
+    cpu_ms_per_answer: float
+    middleware_cpu_ms_per_delta: float | None  # the app's rounds: what the streaming middleware spent (same machine)
+    peak_rss_mb: float
+    errors: int
+    wrong: int
+    unmatched: int  # answers with no first token, or none of the sender's records to set it against
+    problems: list[str]
+
+    def line(self) -> str:
+        """The progress line printed as the round ends."""
+        return (f"{self.target:>6} {self.sessions:>3}x{self.messages}: {self.throughput:6.1f} answers/s  "
+                f"p50 {self.p50_ms:6.1f} ms  first token p50 {self.first_token_p50_ms:6.1f}  "
+                f"added p50/p95 {self.added_p50_ms:5.1f}/{self.added_p95_ms:5.1f}  "
+                f"after the piece {self.after_piece_p50_ms:5.1f}/{self.after_piece_p95_ms:5.1f} ms  "
+                f"cpu {self.cpu_ms_per_delta:.3f} ms/delta  {self.tokens_per_answer:.1f} tokens/answer  "
+                f"errors {self.errors}  wrong {self.wrong}  unmatched {self.unmatched}")
+
+
+@dataclass(frozen=True)
+class Goal:
+    """One goal of the streaming mode and whether this run met it."""
+
+    figure: str
+    goal: str
+    value: float
+    met: bool
+
+
+@dataclass
+class StreamResults:
+    """Every figure of a streaming run: full rounds and one-session rounds, alternating app and floor."""
+
+    config: BenchConfig
+    machine: Machine
+    clocks: dict[str, str]  # the clock each time was read on (the client's perf_counter, the senders' monotonic)
+    rounds: list[StreamFigures]
+    single_rounds: list[StreamFigures]
+    loaded: dict[str, StreamFigures]  # the full rounds pooled, per server
+    single_session: dict[str, StreamFigures]  # the one-session rounds pooled, per server
+
+    @property
+    def ratio(self) -> float:
+        """App over floor answer throughput under load (median rounds): goal >= 0.85."""
+        return round(self.loaded["app"].throughput / self.loaded["floor"].throughput, 3)
+
+    @property
+    def round_ratios(self) -> list[float]:
+        """App over floor round by round (each app round beside the floor round after it)."""
+        app = [row for row in self.rounds if row.target == "app"]
+        floor = [row for row in self.rounds if row.target == "floor"]
+        return [round(mine.throughput / other.throughput, 3) for mine, other in zip(app, floor, strict=True)]
+
+    @property
+    def goals(self) -> list[Goal]:
+        single, loaded = self.single_session["app"], self.loaded["app"]
+        return [
+            Goal("1 session: first delta to first token, p50 (ms)", "<= 5", single.added_p50_ms,
+                 single.added_p50_ms <= 5),
+            Goal(f"{loaded.sessions} sessions: first delta to first token, p95 (ms)", "<= 30", loaded.added_p95_ms,
+                 loaded.added_p95_ms <= 30),
+            Goal(f"{loaded.sessions} sessions: answers/s, app / streaming floor", ">= 0.85", self.ratio,
+                 self.ratio >= 0.85),
+        ]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"config": self.config.as_json(), "machine": asdict(self.machine), "clocks": dict(self.clocks),
+                "streamed_answers": {
+                    "loaded": {target: asdict(row) for target, row in self.loaded.items()},
+                    "single_session": {target: asdict(row) for target, row in self.single_session.items()},
+                    "ratio": self.ratio, "round_ratios": self.round_ratios,
+                    "goals": [asdict(goal) for goal in self.goals],
+                    "rounds": [asdict(row) for row in self.rounds],
+                    "single_rounds": [asdict(row) for row in self.single_rounds]}}
+
+
+#: The streaming table's rows: label, and what to show of a server's pooled figures.
+_STREAM_ROWS: tuple[tuple[str, Callable[[StreamFigures], object]], ...] = (
+    ("answers/s (median round)", attrgetter("throughput")),
+    ("send to complete answer p50 / p95 (ms)", lambda row: f"{row.p50_ms} / {row.p95_ms}"),
+    ("send to first token p50 / p95 (ms)", lambda row: f"{row.first_token_p50_ms} / {row.first_token_p95_ms}"),
+    ("first piece sent to first token p50 / p95 (ms)", lambda row: f"{row.added_p50_ms} / {row.added_p95_ms}"),
+    ("  of which waiting for a complete word p50 / p95 (ms)",
+     lambda row: f"{row.word_wait_p50_ms} / {row.word_wait_p95_ms}"),
+    ("  from the piece shown to first token p50 / p95 (ms)",
+     lambda row: f"{row.after_piece_p50_ms} / {row.after_piece_p95_ms}"),
+    ("tokens / deltas per answer", lambda row: f"{row.tokens_per_answer} / {row.deltas_per_answer}"),
+    ("server CPU per delta / per answer (ms)", lambda row: f"{row.cpu_ms_per_delta} / {row.cpu_ms_per_answer}"),
+    ("middleware CPU per delta (ms)", lambda row: "-" if row.middleware_cpu_ms_per_delta is None
+     else row.middleware_cpu_ms_per_delta),
+    ("server peak RSS (MB)", attrgetter("peak_rss_mb")),
+    ("answers; errors / wrong / unmatched", lambda row: f"{row.answers}; {row.errors} / {row.wrong} / {row.unmatched}"),
+)
+
+
+def stream_tables(results: StreamResults) -> list[Table]:
+    """The goals, then app beside floor at one session and under load."""
+    goals = Table(title=f"streamed answers: app / streaming floor {results.ratio:.2f} (rounds "
+                        f"{', '.join(f'{ratio:.2f}' for ratio in results.round_ratios)})")
+    for column in ("goal", "target", "this run", "met"):
+        goals.add_column(column, justify="left" if column == "goal" else "right")
+    for goal in results.goals:
+        goals.add_row(goal.figure, goal.goal, str(goal.value), "yes" if goal.met else "no")
+    figures = Table(title="streamed answers, app beside the streaming floor")
+    figures.add_column("figure")
+    pooled = {"1 session": results.single_session, f"{results.config.sessions} sessions": results.loaded}
+    for load_name in pooled:
+        for target in TARGETS:
+            figures.add_column(f"{target}, {load_name}", justify="right")
+    for label, show in _STREAM_ROWS:
+        figures.add_row(label, *(str(show(rows[target])) for rows in pooled.values() for target in TARGETS))
+    return [goals, figures]

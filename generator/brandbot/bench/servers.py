@@ -6,6 +6,10 @@ Both run for real on loopback. Each comes with its right answer to a load messag
 The persistence mode (`started_stored`) runs three: the app storing conversations in a database,
 the floor storing them in another database of the same kind through the same data layer, and the
 floor with none; all three under `counted_chainlit.py`, which counts the SQL statements each runs.
+
+The streaming mode (`started_streamed`) runs the app behind the reference middleware streaming every
+answer as SSE, and the streaming floor (`stream_floor_app.py`), which streams the same pieces itself;
+both record when each answer's first piece left them, to set against its arrival at the customer.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from ..processes import Service, chainlit_command, free_port, python_env, start, start_bot, start_middleware
+from ..processes import Service, chainlit_command, free_port, python_env, start, start_app, start_bot, start_middleware
 from ..reference_middleware import Router, routing_for
 from ..rendered_project import project_display
 from .config import BenchConfig
@@ -28,6 +32,7 @@ from .load import Server
 from .sql_counts import StatementLog
 
 FLOOR_APP = Path(__file__).with_name("floor_app.py")
+STREAM_FLOOR_APP = Path(__file__).with_name("stream_floor_app.py")
 COUNTED_CHAINLIT = Path(__file__).with_name("counted_chainlit.py")
 #: The persistence mode's servers: the app, the floor storing through the same data layer, the floor storing none.
 STORED_TARGETS = ("app", "floor-db", "floor-none")
@@ -118,13 +123,60 @@ def counted_command(counts: Path, port: int) -> list[str]:
     return [sys.executable, str(COUNTED_CHAINLIT), str(counts), *run_arguments]
 
 
-def floor_project(project: Path, into: Path) -> Path:
-    """The floor app beside the same Chainlit config and translations as the project."""
+def floor_project(project: Path, into: Path, app: Path = FLOOR_APP) -> Path:
+    """The floor app (`app`) beside the same Chainlit config and translations as the project."""
     into.mkdir(parents=True, exist_ok=True)
     shutil.copytree(project / ".chainlit", into / ".chainlit", dirs_exist_ok=True)
     (into / "chainlit.md").write_text("", encoding="utf-8")
-    shutil.copyfile(FLOOR_APP, into / "app.py")
+    shutil.copyfile(app, into / "app.py")
     return into
+
+
+@dataclass(frozen=True)
+class StreamServers:
+    """The streaming mode's servers, and where each says when an answer's first piece left it."""
+
+    app: Server
+    floor: Server
+    middleware: Service  # streams every answer to the app; GET /stream-times lists when each delta left
+    floor_times: Path  # the streaming floor's lines `<tag> <monotonic time of its first stream_token>`
+    answers: RightAnswers  # what each streams: the middleware's words, tagged
+
+    @property
+    def under_load(self) -> list[Server]:
+        """Both servers, in the order every step loads them."""
+        return [self.app, self.floor]
+
+
+@contextmanager
+def started_streamed(config: BenchConfig, work: Path) -> Iterator[StreamServers]:
+    """The reference middleware streaming every answer as SSE in `config.deltas` pieces `config.token_ms`
+    apart after its latency, the app behind it, and the streaming floor; stopped on the way out."""
+    answers = RightAnswers.of(config.project)
+    secret = "bench-" + secrets.token_urlsafe(24)
+    with ExitStack() as running:
+        port = free_port()
+        command = [sys.executable, "-m", "brandbot", "middleware", "--port", str(port),
+                   "--latency-ms", str(config.latency_ms), "--brand", str(config.project / "brand.toml"),
+                   "--stream", "sse", "--token-ms", str(config.token_ms), "--deltas", str(config.deltas)]
+        middleware = start("middleware", command, cwd=Path.cwd(), env=python_env({"BACKEND_API_SECRET": secret}),
+                           port=port, log_dir=work)
+        running.callback(middleware.stop)
+        app = start_app(config.project, port=free_port(), middleware_url=f"{middleware.base_url}/chat",
+                        secret=secret, log_dir=work, extra_env=APP_ENV)
+        running.callback(app.stop)
+        times = work / "floor-stream-times.txt"
+        times.write_text("", encoding="utf-8")
+        env = python_env({"FLOOR_LATENCY_MS": str(config.latency_ms), "FLOOR_REPLY": answers.floor_reply,
+                          "FLOOR_TOKEN_MS": str(config.token_ms), "FLOOR_DELTAS": str(config.deltas),
+                          "FLOOR_TIMES": str(times)})
+        env.pop("DATABASE_URL", None)
+        port = free_port()
+        cwd = floor_project(config.project, work / "floor", STREAM_FLOOR_APP)
+        floor = start("floor", chainlit_command(port), cwd=cwd, env=env, port=port, log_dir=work)
+        running.callback(floor.stop)
+        yield StreamServers(Server("app", app, answers.app), Server("floor", floor, answers.floor), middleware, times,
+                            answers)
 
 
 @dataclass(frozen=True)
