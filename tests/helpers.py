@@ -16,6 +16,7 @@ import sys
 import threading
 import tomllib
 import warnings
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -228,3 +229,44 @@ class _StubHandler(BaseHTTPRequestHandler):
 
     def log_message(self, *args: Any) -> None:
         del args
+
+
+class Recording:
+    """An ASGI app in front of a middleware app that keeps the JSON body of every POST /chat
+    (tests/test_replicas.py, tests/test_streaming_end_to_end.py)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.requests: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] != "/chat":
+            await self.app(scope, receive, send)
+            return
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        with self.lock:
+            self.requests.append(json.loads(body))
+        replayed = False
+
+        async def replay() -> Any:
+            nonlocal replayed
+            if replayed:
+                return await receive()  # e.g. the client going away mid-stream
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    def asked(self) -> Counter[str]:
+        """How many times the middleware was asked each message."""
+        with self.lock:
+            return Counter(request["message"] for request in self.requests)
+
+    def requests_for(self, message: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [request for request in self.requests if request["message"] == message]

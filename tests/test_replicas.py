@@ -12,7 +12,6 @@ is answered twice and no turn is lost.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
 import re
@@ -40,7 +39,7 @@ from brandbot.processes import Service, free_port, start_app
 from brandbot.reference_middleware import Router, create_app
 from brandbot.rendered_project import Display, project_brand, project_display
 
-from .helpers import EXAMPLES, record_figure
+from .helpers import EXAMPLES, Recording, record_figure
 
 if TYPE_CHECKING:
     from brandbot_runtime import Brand
@@ -52,46 +51,6 @@ SESSIONS = 50
 LATENCY_SECONDS = 0.1  # the middleware's: answers are in flight when a replica goes
 COOKIE = "BRANDBOT_REPLICA"
 ANSWER = '[data-step-type="assistant_message"]'
-
-
-class Recording:
-    """An ASGI app in front of the reference middleware that keeps the JSON body of every POST /chat."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.requests: list[dict[str, Any]] = []
-        self.lock = threading.Lock()
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] != "/chat":
-            await self.app(scope, receive, send)
-            return
-        body, more = b"", True
-        while more:
-            message = await receive()
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-        with self.lock:
-            self.requests.append(json.loads(body))
-        replayed = False
-
-        async def replay() -> Any:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        await self.app(scope, replay, send)
-
-    def asked(self) -> Counter[str]:
-        """How many times the middleware was asked each message."""
-        with self.lock:
-            return Counter(request["message"] for request in self.requests)
-
-    def requests_for(self, message: str) -> list[dict[str, Any]]:
-        with self.lock:
-            return [request for request in self.requests if request["message"] == message]
 
 
 @dataclass

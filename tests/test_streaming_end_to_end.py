@@ -12,7 +12,6 @@ same bot; a stream cut half way keeps what arrived plus the brand's `answer_cut_
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 import threading
 import time
@@ -31,7 +30,7 @@ from brandbot.processes import Service, free_port, start_app
 from brandbot.reference_middleware import STREAMED_MARKDOWN, create_app
 from brandbot.rendered_project import Display, brand_data, project_display
 
-from .helpers import EXAMPLES, start_reference_middleware
+from .helpers import EXAMPLES, Recording, start_reference_middleware
 
 RETAIL = next(path for path in EXAMPLES if path.stem == "retail")
 TOKEN_MS = 30
@@ -173,35 +172,6 @@ def test_a_streamed_answer_grows_while_the_middleware_sends_it(streaming_bot: St
         bot.texts["specialist_transition"].replace("{label}", "Order Tracking"))]
     assert_grew_into(bot, specialist, expected[SPECIALIST])
     assert specialist.seconds >= 0.5  # the deltas wait in the buffers during the transition, then show at once
-
-
-class Recording:
-    """An ASGI app in front of another that keeps the JSON body of every POST /chat."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.requests: list[dict[str, Any]] = []
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] != "/chat":
-            await self.app(scope, receive, send)
-            return
-        body, more = b"", True
-        while more:
-            message = await receive()
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-        self.requests.append(json.loads(body))
-        replayed = False
-
-        async def replay() -> Any:
-            nonlocal replayed
-            if replayed:
-                return await receive()  # e.g. the client going away mid-stream
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        await self.app(scope, replay, send)
 
 
 @contextmanager
