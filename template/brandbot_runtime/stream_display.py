@@ -10,7 +10,9 @@ much of it is settled, line by line and word by word:
   (the row of dashes under the header has arrived) or the line after it has started;
 - inside a fenced code block every line is shown as it grows (code is shown as written, and an
   unclosed fence already renders as code), except one that may be the closing fence;
-- outside code, the line being written is shown up to its last complete word, and not while it
+- outside code, the line being written is shown up to its last complete word, and the letters and
+  digits the word being written starts with (more of them change nothing before them; a word that
+  may start `http` or `www` waits, as it may become a link); nothing of the line shows while it
   holds only block markers (`-`, `#`, `>`, `1.`: a list, heading or rule not yet known) or a `|`;
 - nothing is shown from a code span, emphasis or link that has opened but not closed in the
   current block; at a block's end (a blank line, a new list item or heading) whatever stayed
@@ -32,6 +34,7 @@ _NEW_BLOCK = re.compile(r" {0,3}(?:[-*+][ \t]|\d{1,9}[.)][ \t]|#{1,6}(?:[ \t]|$)
 _HEADING = re.compile(r" {0,3}#{1,6}(?:[ \t]|$)")
 _DELIMITER_ROW = re.compile(r"[ \t]*\|?[ \t]*:?-+:?[ \t]*(?:\|[ \t]*:?-+:?[ \t]*)*\|?[ \t]*")
 _EMPHASIS = "*_~"
+_PLAIN_WORD = re.compile(r"[^\W_]+")  # letters and digits: a word growing by them shows as it grows
 
 
 class _InlineScan:
@@ -114,6 +117,12 @@ class _InlineScan:
         return min(found) if found else None
 
 
+def _may_become_a_link(word: str) -> bool:
+    """Whether a word's first letters may start a bare link (`http...`, `www...`), which renders otherwise."""
+    word = word.lower()
+    return any(start.startswith(word) or word.startswith(start) for start in ("http", "www"))
+
+
 def _run(text: str, index: int, end: int) -> int:
     """The length of the run of `text[index]` starting at `index`, within `end`."""
     char, stop = text[index], index
@@ -186,13 +195,20 @@ class StreamedText:
             words = max(partial.rfind(" "), partial.rfind("\t"))
             if words > 0 and not _MARKERS_ONLY.fullmatch(partial[:words]):
                 end += words  # not a bare marker: `-` alone under a line is a heading's underline
-        scanned_to = end if end == self._lines_end or end > self._scan.position else self._scan.position
-        if scanned_to > self._scan.position:
-            self._scan.scan(text, scanned_to)
+            letters = _PLAIN_WORD.match(partial, words + 1)
+            if letters and not _may_become_a_link(letters.group()):
+                words_end, end = end, letters.end() + self._lines_end  # letters and digits change nothing before
+                self._scan_to(text, words_end)
+        self._scan_to(text, end)
         unclosed = self._scan.first_unclosed()
         if unclosed is not None and unclosed < end:
             end = unclosed
         return text[:end].rstrip(" \t") if end < len(text) else text[:end]
+
+    def _scan_to(self, text: str, end: int) -> None:
+        """Move the inline scan forward to `end` (a word's end or a line's), never back."""
+        if end > self._scan.position:
+            self._scan.scan(text, end)
 
     def closing(self) -> str:
         """What closes a code block left open in the text shown, so that a note after it is not code."""

@@ -101,12 +101,27 @@ def test_the_answer_shows_progressively_and_never_shrinks(name: str) -> None:
     assert len({len(text) for text in shown}) > 5  # it grew in many steps, not only at the end
 
 
-def test_plain_prose_shows_word_by_word() -> None:
+def test_plain_prose_shows_as_it_grows() -> None:
+    """A word of letters and digits shows while it is written: the first token shows at once."""
     streamed = StreamedText()
-    streamed.add("Your order left")
-    assert streamed.shown() == "Your order"
-    streamed.add(" our warehouse")
-    assert streamed.shown() == "Your order left our"
+    streamed.add("Yo")
+    assert streamed.shown() == "Yo"
+    streamed.add("ur order le")
+    assert streamed.shown() == "Your order le"
+    streamed.add("ft our ware")
+    assert streamed.shown() == "Your order left our ware"
+
+
+def test_a_word_that_may_become_a_link_or_markup_waits_until_complete() -> None:
+    streamed = StreamedText()
+    streamed.add("see https")
+    assert streamed.shown() == "see"
+    streamed.add("://example.com/x and **Re")
+    assert streamed.shown() == "see https://example.com/x and"
+    streamed.add("f** Ref:QX")
+    assert streamed.shown() == "see https://example.com/x and **Ref** Ref"  # the letters before the colon
+    streamed.add("-77 ok")
+    assert streamed.shown() == "see https://example.com/x and **Ref** Ref:QX-77 ok"
 
 
 def test_unclosed_markup_waits_and_closed_markup_shows() -> None:
@@ -136,7 +151,7 @@ def test_a_code_block_grows_line_by_line_but_its_closing_fence_waits() -> None:
     streamed.add(")\n``")
     assert streamed.shown() == "```py\nprint(1)\n"
     streamed.add("`\nok")
-    assert streamed.shown() == "```py\nprint(1)\n```\n"
+    assert streamed.shown() == "```py\nprint(1)\n```\nok"
 
 
 def test_a_long_answer_is_scanned_once() -> None:
