@@ -44,6 +44,7 @@ RETRY_ACTION = "retry"
 _CONVERSATION_KEY = "brandbot_conversation"
 _client: MiddlewareClient | None = None
 _answering: set[asyncio.Task[Any]] = set()  # the tasks waiting for or receiving an answer
+_statuses: set[str] = set()  # ids of the status messages this process is answering under
 #: At most this long, a stopping bot lets the answers under way finish (within a pod's grace period).
 FINISH_SECONDS_AT_MOST = 60.0
 
@@ -206,8 +207,10 @@ async def resume(thread: ThreadDict) -> None:
     ready = await _ready()
     if ready is None:
         return
-    conversation = _new_conversation(ready[1])
+    brand, settings = ready
+    conversation = _new_conversation(settings)
     asked: str | None = None
+    orphans: list[tuple[dict[str, Any], str | None]] = []
     for step in sorted(thread.get("steps") or [], key=lambda step: str(step.get("createdAt") or "")):
         if step.get("type") == "user_message":
             asked = clean_text(str(step.get("output") or ""))
@@ -217,7 +220,36 @@ async def resume(thread: ThreadDict) -> None:
             question = answer.get("asked") if isinstance(answer.get("asked"), str) else asked
             if question:
                 conversation.history.record(clean_text(question), clean_text(answer["text"]))
+        elif _is_status(brand, step) and step.get("id") not in _statuses:
+            orphans.append((dict(step), asked))
     log.info("chat %s: resumed a stored conversation (%d exchanges)", _session_id(), len(conversation.history))
+    for number, (step, question) in enumerate(orphans, start=1):
+        await _answer_orphan(brand, settings, conversation, step, question if number == len(orphans) else None)
+
+
+def _is_status(brand: Brand, step: dict[str, Any]) -> bool:
+    """Whether a stored bot message is still "Thinking..." or a specialist transition: an answer never came."""
+    if step.get("type") != "assistant_message":
+        return False
+    output = str(step.get("output") or "")
+    before, _, after = plain(brand.texts.specialist_transition).partition(plain("{label}"))
+    return output == plain(brand.texts.thinking) or (output.startswith(before) and output.endswith(after)
+                                                     and len(output) > len(before) + len(after))
+
+
+async def _answer_orphan(brand: Brand, settings: Settings, conversation: Conversation, step: dict[str, Any],
+                         question: str | None) -> None:
+    """A status whose answer was lost with the process answering it (a replica that died mid-answer): say
+    so in its place, with "Try again" for the last one, instead of "Thinking..." for ever."""
+    status = cl.Message.from_dict(step)  # type: ignore[arg-type]
+    status.author = settings.bot_name
+    status.content = plain(brand.texts.error_connection)
+    if question:
+        retry_id = conversation.remember_failure(question)
+        status.actions = [cl.Action(name=RETRY_ACTION, payload={"id": retry_id}, label=brand.texts.retry)]
+    await status.update()
+    log.warning("chat %s: a stored answer never came (its process stopped answering); told the customer "
+                "error_connection", _session_id())
 
 
 def _stored_answer(metadata: object) -> dict[str, Any] | None:
@@ -249,7 +281,17 @@ async def _exchange(brand: Brand, settings: Settings, conversation: Conversation
                     measured: metrics.Exchange) -> None:
     """One request to the middleware and what the customer sees of it, told to `measured` (metrics.py)."""
     status = cl.Message(content=plain(brand.texts.thinking), author=settings.bot_name)
-    await status.send()
+    _statuses.add(status.id)
+    try:
+        await status.send()
+        await _answer(brand, settings, conversation, text, measured, status)
+    finally:
+        _statuses.discard(status.id)
+
+
+async def _answer(brand: Brand, settings: Settings, conversation: Conversation, text: str,
+                  measured: metrics.Exchange, status: cl.Message) -> None:
+    """The answer in place of the status: streamed or whole, or the failure's text with "Try again"."""
     history = conversation.history
     answer = _ShownAnswer(status, brand, settings)
     try:

@@ -62,6 +62,9 @@ class RecordingEmitter(BaseChainlitEmitter):
         self.events.append(("send", step_dict["output"]))
 
     async def update_step(self, step_dict):  # type: ignore[no-untyped-def]
+        if step_dict["id"] not in self.messages:  # a stored message of a resumed conversation
+            self.messages[step_dict["id"]] = Shown(id=step_dict["id"], author=step_dict.get("name", ""),
+                                                   type=step_dict.get("type", ""))
         self.messages[step_dict["id"]].contents.append(step_dict["output"])
         self.metadata[step_dict["id"]] = step_dict.get("metadata") or {}
         self.steps[step_dict["id"]] = dict(step_dict)

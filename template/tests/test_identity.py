@@ -264,6 +264,46 @@ async def test_resume_pairs_each_answer_with_the_message_it_answered(configure, 
         resumed.close()
 
 
+async def test_an_answer_lost_with_its_replica_is_not_thinking_for_ever(configure, middleware, brand) -> None:  # type: ignore[no-untyped-def]
+    """A replica that died mid-answer stored the question and "Thinking...", never the answer: the
+    replica that resumes the conversation says so in its place and offers "Try again"."""
+    from brandbot_runtime import chat
+    from brandbot_runtime.display import as_sent, plain
+
+    configure(middleware.url)
+    resumed = ChatHarness()
+    steps = [
+        {"id": "q1", "type": "user_message", "output": "first", "createdAt": "2026-01-01T00:00:01Z"},
+        {"id": "a1", "type": "assistant_message", "output": "You said: first", "createdAt": "2026-01-01T00:00:02Z",
+         "metadata": {"brandbot": {"text": "You said: first", "category": None, "asked": "first"}}},
+        {"id": "q2", "type": "user_message", "output": "where is it?", "createdAt": "2026-01-01T00:00:03Z"},
+        {"id": "lost", "type": "assistant_message", "output": plain(brand.texts.thinking), "name": "Maria",
+         "createdAt": "2026-01-01T00:00:04Z", "metadata": {}},
+    ]
+    try:
+        await resumed.resume({"id": "t", "steps": steps, "metadata": {}})
+        emitter = resumed.emitter
+        assert emitter is not None
+        assert emitter.messages["lost"].final == plain(brand.texts.error_connection)
+        [retry] = [action for action in emitter.actions if action["forId"] == "lost"]
+        again = await resumed.click(retry)
+        assert [shown.final for shown in again] == [as_sent("You said: where is it?")]
+        assert middleware.requests[-1].json["history"][-3:] == [
+            {"role": "user", "content": "first"}, {"role": "assistant", "content": "You said: first"},
+            {"role": "user", "content": "where is it?"}]
+
+        chat._statuses.add("still-answering")  # a status this process is still answering is left alone
+        other = ChatHarness()
+        try:
+            await other.resume({"id": "t2", "steps": [dict(steps[3], id="still-answering")], "metadata": {}})
+            assert other.emitter is None or "still-answering" not in other.emitter.messages
+        finally:
+            chat._statuses.discard("still-answering")
+            other.close()
+    finally:
+        resumed.close()
+
+
 async def test_a_junk_cookie_from_the_site_does_not_cost_a_visitor_their_identity(customers: Settings) -> None:
     inner = Recorder()
     visitor = identity.new_visitor_cookie()
