@@ -140,3 +140,43 @@ def test_the_streaming_mode_reports_every_figure(rendered: Callable[[Path], Path
     assert len(streamed["goals"]) == 3
     for goal in streamed["goals"]:
         assert isinstance(goal["met"], bool) and math.isfinite(goal["value"]), goal
+
+
+def test_the_replicas_mode_reports_every_figure(rendered: Callable[[Path], Path], tmp_path: Path) -> None:
+    """`--replicas 1,2`: the floor and 1 and 2 replicas behind the project's HAProxy alternate; then a replica is
+    SIGKILLed and both restarted in turn under load (PostgreSQL shared); every answer right, no message lost.
+    A missing haproxy or PostgreSQL fails the run (and so this test), in CI or not, as in test_replicas."""
+    project = rendered(REPO / "examples/retail.yml")
+    out, plot = tmp_path / "replicas.json", tmp_path / "replicas.png"
+    sessions, messages, rounds = 4, 2, 2
+    result = subprocess.run(
+        [sys.executable, "-m", "brandbot", "bench", str(project), "--replicas", "1,2", "--sessions", str(sessions),
+         "--messages", str(messages), "--rounds", str(rounds), "--json", str(out), "--plot", str(plot)],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "200"})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "replicas through HAProxy" in result.stdout
+    figures = json.loads(out.read_text(encoding="utf-8"))
+    assert figures["config"]["replicas"] == [1, 2] and figures["counts"] == [1, 2]
+    assert [row["replicas"] for row in figures["rounds"]] == [0, 1, 2] * rounds
+    for row in figures["rounds"]:
+        measured = row["figures"]
+        assert (measured["errors"], measured["wrong"]) == (0, 0), row
+        for key in ("throughput", "p50_ms", "p95_ms", "p99_ms", "peak_rss_mb"):
+            assert math.isfinite(measured[key]) and measured[key] > 0, (key, row)
+        assert measured["p50_ms"] <= measured["p95_ms"] <= measured["p99_ms"]
+        assert len(row["replica_cpu_cores"]) == len(row["replica_peak_rss_mb"]) == max(1, row["replicas"])
+        assert sum(row["sessions_per_replica"]) == sessions, row  # every session landed on one replica
+        assert all(math.isfinite(mb) and mb > 0 for mb in row["replica_peak_rss_mb"]), row
+        for key in ("middleware_cpu_cores", "haproxy_cpu_cores", "client_cpu_cores", "machine_cpu_cores"):
+            assert math.isfinite(row[key]) and row[key] >= 0, (key, row)
+    assert set(figures["summary"]) == {"floor", "1", "2"}
+    assert 0 < figures["ratios"]["2/1"] < 10 and len(figures["round_ratios"]["2/1"]) == rounds
+    resilience = figures["resilience"]
+    assert resilience["replicas"] == 2 and resilience["victim_customers"] >= 1
+    assert resilience["never_answered_again"] == 0
+    assert len(resilience["failover_seconds"]) == resilience["victim_customers"]
+    assert all(math.isfinite(seconds) and seconds > 0 for seconds in resilience["failover_seconds"])
+    assert resilience["lost"] == {"steady": 0, "failover": 0, "rolling": 0}, resilience["problems"]
+    assert [step["exit"] for step in resilience["restarts"]] == [0, 0]
+    assert resilience["outcomes"]["rolling"].get("answered", 0) >= sessions
+    assert plot.stat().st_size > 10_000 and plot.read_bytes().startswith(b"\x89PNG")

@@ -383,6 +383,13 @@ def bench(
                          "answer throughput against the floor, and CPU per delta.")] = False,
     token_ms: Annotated[float, typer.Option(min=0, help="Streaming mode: milliseconds between two deltas.")] = 20.0,
     deltas: Annotated[int, typer.Option(min=1, help="Streaming mode: deltas per answer.")] = 40,
+    replicas: Annotated[str, typer.Option(
+        help="Replicas mode: replica counts, e.g. 1,2,3 (N alone: 1..N). Each count runs behind the project's "
+             "deploy/haproxy.cfg (Debian's haproxy), rounds alternating with the single-process floor; then one "
+             "replica is SIGKILLed and every replica restarted in turn under load (PostgreSQL shared). --plot "
+             "writes throughput and p95 against replicas.")] = "",
+    failover: Annotated[bool, typer.Option(help="Replicas mode: measure the failover after a SIGKILL.")] = True,
+    rolling: Annotated[bool, typer.Option(help="Replicas mode: restart every replica in turn under load.")] = True,
 ) -> None:
     """Measure the bot against the framework floor, with real processes and socket.io."""
     from . import bench as benchmark
@@ -401,10 +408,20 @@ def bench(
         raise fail(f"--persistence takes {' and '.join(benchmark.DATABASE_KINDS)}, not {', '.join(unknown)}")
     if stream and kinds:
         raise fail("--stream and --persistence are separate runs: give one of them")
+    try:
+        replica_counts = benchmark.replica_counts(replicas) if replicas.strip() else ()
+    except ValueError:
+        raise fail(f"--replicas takes replica counts separated by commas (or N for 1..N), not {replicas!r}") from None
+    if replica_counts and (stream or kinds):
+        raise fail("--replicas is a run of its own: leave out --stream and --persistence")
     config = benchmark.BenchConfig(project=project, sessions=sessions, messages=messages, latency_ms=latency_ms,
                                    rounds=rounds, sweep=counts, idle_sessions=idle_sessions,
                                    long_messages=long_messages, persistence=kinds, guarded_floor=guarded_floor,
-                                   stream=stream, token_ms=token_ms, deltas=deltas)
+                                   stream=stream, token_ms=token_ms, deltas=deltas, replicas=replica_counts,
+                                   failover=failover, rolling=rolling)
+    if replica_counts:
+        _bench_replicas(benchmark, config, json_out, plot_out)
+        return
     if stream:
         _bench_streamed(benchmark, config, json_out)
         return
@@ -458,6 +475,42 @@ def _bench_stored(benchmark: ModuleType, config: BenchConfig, json_out: Path | N
     if json_out:
         benchmark.write_json(results, json_out)
         console.print(f"figures written to {json_out}", highlight=False)
+
+
+def _bench_replicas(benchmark: ModuleType, config: BenchConfig, json_out: Path | None,
+                    plot_out: Path | None) -> None:
+    """`brandbot bench --replicas ...`: throughput per replica count against the floor, failover, rolling restart."""
+    from .load_balancer import LoadBalancerError, LoadBalancerMissing
+    from .postgres_cluster import PostgresMissing
+    from .processes import ServiceError
+
+    console.print(f"benchmark, replicas {', '.join(map(str, config.replicas))} through the project's HAProxy: "
+                  f"{config.sessions} sessions x {config.messages} messages, middleware latency "
+                  f"{config.latency_ms:g} ms, {config.rounds} rounds each, alternating with the single-process floor",
+                  highlight=False)
+    try:
+        with _stop_signals():
+            results = benchmark.run_replicas_bench(config, report=lambda line: console.print(
+                line, highlight=False, markup=False, soft_wrap=True))
+    except ServiceError as error:
+        raise fail(f"could not start a server: {error}") from None
+    except (LoadBalancerMissing, LoadBalancerError, PostgresMissing) as error:
+        raise fail(str(error)) from None
+    except Stopped as stop:
+        raise stop.exit() from None
+    console.print(benchmark.replicas_table(results))
+    if results.resilience is not None:
+        for line in benchmark.resilience_lines(results.resilience):
+            console.print(line, highlight=False, markup=False, soft_wrap=True)
+    if json_out:
+        benchmark.write_json(results, json_out)
+        console.print(f"figures written to {json_out}", highlight=False)
+    if plot_out:
+        try:
+            benchmark.replicas_plot(results, plot_out)
+        except ImportError:
+            raise fail("--plot needs matplotlib: pip install 'brandbot[dev]'") from None
+        console.print(f"plot written to {plot_out}", highlight=False)
 
 
 def _bench_streamed(benchmark: ModuleType, config: BenchConfig, json_out: Path | None) -> None:

@@ -17,12 +17,17 @@ The persistence mode (`stored`) loads the bot storing conversations in SQLite or
 The streaming mode (`stream`) loads the bot behind a middleware that streams every answer, beside a
 floor that streams the same pieces (`stream_floor_app.py`): time to the first token, throughput and
 CPU per delta.
+
+The replicas mode (`replicas`) loads 1, 2, 3... replicas of the bot through the project's HAProxy beside the
+single-process floor, then kills one replica and restarts each in turn under load (failover seconds,
+messages lost).
 """
 
 from .config import BenchConfig
 from .databases import KINDS as DATABASE_KINDS
 from .databases import DatabaseUnavailable
 from .render_timing import generation_times
+from .replicas import replica_counts, replicas_plot, replicas_table, resilience_lines, run_replicas_bench
 from .report import (
     BenchResults,
     StoredResults,
@@ -38,5 +43,6 @@ from .stored import run_stored_bench
 from .stream import run_stream_bench
 
 __all__ = ["DATABASE_KINDS", "BenchConfig", "BenchResults", "DatabaseUnavailable", "StoredResults", "StreamResults",
-           "bench_table", "generation_times", "plot", "run_bench", "run_stored_bench", "run_stream_bench",
-           "stored_tables", "stream_tables", "write_json"]
+           "bench_table", "generation_times", "plot", "replica_counts", "replicas_plot",
+           "replicas_table", "resilience_lines", "run_bench", "run_replicas_bench", "run_stored_bench",
+           "run_stream_bench", "stored_tables", "stream_tables", "write_json"]

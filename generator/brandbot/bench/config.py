@@ -34,8 +34,13 @@ class BenchConfig:
     stream: bool = False
     token_ms: float = 20.0
     deltas: int = 40
+    #: The replicas mode: replica counts loaded through the project's load balancer (HAProxy), each beside
+    #: the single-process floor; then, with `failover` and `rolling`, a replica killed and a rolling restart.
+    replicas: tuple[int, ...] = ()
+    failover: bool = True
+    rolling: bool = True
 
     def as_json(self) -> dict[str, Any]:
         """The fields as JSON values (the project as the path it was given)."""
         return {**asdict(self), "project": str(self.project), "sweep": list(self.sweep),
-                "persistence": list(self.persistence)}
+                "persistence": list(self.persistence), "replicas": list(self.replicas)}
