@@ -18,7 +18,9 @@ Two phases, each with its own processes on loopback:
    resumed conversation for the message they were waiting on (sent again only if the replica never got it)
    and go on; the figure is each one's seconds from the kill to its next answer. Then every replica in turn
    is stopped with SIGTERM, started again and waited for until HAProxy sends customers to it; every message
-   sent meanwhile is counted answered, told a clear error (one of the brand's error texts), or lost.
+   sent meanwhile is counted answered, told a clear error (one of the brand's error texts), or lost. A message
+   whose answer died with its replica is stored as its status ("Thinking..."); the bot resuming the
+   conversation replaces that status with error_connection, which is what is counted (a clear error).
 """
 
 from __future__ import annotations
@@ -295,11 +297,17 @@ class _Cpu:
 
 
 async def _floor_round(config: BenchConfig, floor: Server, middleware: psutil.Process) -> ReplicaRound:
-    cpu = _Cpu([middleware, psutil.Process()])
-    started = time.perf_counter()
-    measured = await load(floor, config.sessions, config.messages)
-    elapsed = time.perf_counter() - started  # the round's CPU share is taken over the whole round, opening too
-    (middleware_cores, client_cores), machine = cpu.cores(elapsed)
+    counted: dict[str, Any] = {}
+
+    async def prepared() -> None:  # every session open: the clock starts, as in the replicas' rounds
+        counted["cpu"] = _Cpu([middleware, psutil.Process()])
+
+    async def answered() -> None:
+        cpu = counted["cpu"]
+        counted["cores"] = cpu.cores(time.perf_counter() - cpu.started)
+
+    measured = await load(floor, config.sessions, config.messages, prepared=prepared, answered=answered)
+    (middleware_cores, client_cores), machine = counted["cores"]
     return ReplicaRound(measured.figures(config.latency_ms), 0, [config.sessions],
                         [round(measured.cpu_seconds / measured.seconds, 2)], [round(measured.peak_rss_mb, 1)],
                         middleware_cores, 0.0, client_cores, machine)
@@ -359,7 +367,7 @@ async def _balanced_round(config: BenchConfig, balancer: LoadBalancer, replicas:
 @dataclass
 class Turn:
     text: str
-    phase: str
+    phase: str  # steady, failover or rolling: the phase the turn ended in
     outcome: str = ""  # answered | error | lost (no reply, or the status for ever) | unanswered | other
     shown: str = ""
     sends: int = 0
@@ -371,8 +379,10 @@ class Customer:
     cookie, one stored conversation; when its socket drops it reconnects with the conversation's id after
     socket.io's delay and reads the resumed conversation for the message it was waiting on."""
 
-    def __init__(self, balancer: LoadBalancer, name: str, settle: Callable[[str, str], str]) -> None:
+    def __init__(self, balancer: LoadBalancer, name: str, settle: Callable[[str, str], str],
+                 phase: list[str]) -> None:
         self.balancer = balancer
+        self.phase = phase  # the phase now (a turn is counted in the phase it ended in)
         self.name = name
         self.settle = settle
         self.cookies: dict[str, str] = {}
@@ -425,7 +435,7 @@ class Customer:
             assert chat is not None
             if chat.dropped.is_set():
                 if not await self.reconnect():
-                    turn.outcome = "lost"
+                    turn.outcome, turn.phase = "lost", self.phase[0]
                     return turn
                 continue
             turn.sends += 1
@@ -443,29 +453,44 @@ class Customer:
                 try:
                     exchange = answering.result()
                 except ChatProtocolError:
-                    turn.outcome = "unanswered"
+                    turn.outcome, turn.phase = "unanswered", self.phase[0]
                     return turn
                 return self._settled(turn, exchange.final)
             answering.cancel()
             if not await self.reconnect():
-                turn.outcome = "lost"
+                turn.outcome, turn.phase = "lost", self.phase[0]
                 return turn
-            reply = self._reply_in_resumed(text)
-            if reply is None:  # the replica never got it: sending it again answers it once
+            found = self._reply_in_resumed(text)
+            if found is None:  # the replica never got it: sending it again answers it once
                 continue
+            step_id, reply = found
+            if self.settle(text, reply) == "lost" and step_id:
+                reply = await self._updated(step_id, reply)
             return self._settled(turn, reply)
 
-    def _reply_in_resumed(self, text: str) -> str | None:
+    async def _updated(self, step_id: str, shown: str, seconds: float = 5.0) -> str:
+        """A status resumed without its answer: the bot replaces it (error_connection) right after resuming,
+        as the page shows; what it became within `seconds`."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            step = self.chat.steps.get(step_id) if self.chat is not None else None
+            if step is not None and step.outputs and step.outputs[-1] != shown:
+                return step.outputs[-1]
+            await asyncio.sleep(0.1)
+        return shown
+
+    def _reply_in_resumed(self, text: str) -> tuple[str, str] | None:
         steps = (self.resumed or {}).get("steps", [])
         asked = {step["id"] for step in steps if step["type"] == "user_message" and step["output"] == text}
         if not asked:
             return None
         runs = {step["id"] for step in steps if step["type"] == "run" and step.get("parentId") in asked}
         replies = [step for step in steps if step["type"] == "assistant_message" and step.get("parentId") in runs]
-        return replies[-1]["output"] if replies else ""
+        return (replies[-1]["id"], replies[-1]["output"]) if replies else ("", "")
 
     def _settled(self, turn: Turn, shown: str) -> Turn:
         turn.shown, turn.outcome, turn.answered_at = shown, self.settle(turn.text, shown), time.monotonic()
+        turn.phase = self.phase[0]
         return turn
 
     async def close(self) -> None:
@@ -522,9 +547,9 @@ def _resilience(config: BenchConfig, work: Path, count: int, secret: str, report
 
 async def _failover_and_rolling(config: BenchConfig, deployment: Deployment, balancer: LoadBalancer,
                                 settle: Callable[[str, str], str], report: Report) -> Resilience:
-    customers = [Customer(balancer, f"c{number}", settle) for number in range(config.sessions)]
-    gate = asyncio.Semaphore(OPENING_AT_ONCE)
     phase = ["steady"]
+    customers = [Customer(balancer, f"c{number}", settle, phase) for number in range(config.sessions)]
+    gate = asyncio.Semaphore(OPENING_AT_ONCE)
     stop_talking = asyncio.Event()
 
     async def first_turn(customer: Customer) -> None:
