@@ -24,7 +24,7 @@ from pathlib import Path
 
 import httpx
 
-from .processes import free_port, python_env, spawn
+from .processes import free_port, python_env, spawn, stop_group
 
 #: Where a generated project keeps its load balancer's configuration.
 CONFIG_IN_PROJECT = Path("deploy/haproxy.cfg")
@@ -160,16 +160,7 @@ class LoadBalancer:
 
     def stop(self, grace_seconds: float = 5.0) -> int | None:
         """SIGTERM (HAProxy's immediate stop), then SIGKILL; its exit code."""
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGTERM)
-                self.process.wait(timeout=grace_seconds)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=grace_seconds)
-            except ProcessLookupError:
-                pass
-        return self.process.returncode
+        return stop_group(self.process, signal.SIGTERM, grace_seconds)
 
     def __enter__(self) -> LoadBalancer:
         return self

@@ -66,16 +66,21 @@ class Service:
 
     def stop(self, grace_seconds: float = 5.0) -> int | None:
         """SIGINT, then SIGKILL to the whole group; returns the exit code."""
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGINT)
-                self.process.wait(timeout=grace_seconds)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=grace_seconds)
-            except ProcessLookupError:
-                pass
-        return self.process.returncode
+        return stop_group(self.process, signal.SIGINT, grace_seconds)
+
+
+def stop_group(process: subprocess.Popen[Any], first: signal.Signals, grace_seconds: float = 5.0) -> int | None:
+    """Send `first` to a process's group, then SIGKILL after `grace_seconds`; its exit code."""
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, first)
+            process.wait(timeout=grace_seconds)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=grace_seconds)
+        except ProcessLookupError:
+            pass
+    return process.returncode
 
 
 def start(name: str, command: list[str], *, cwd: Path, env: dict[str, str], port: int,
