@@ -153,7 +153,8 @@ class StreamParser:
     def _lines(self, text: str) -> list[StreamEvent]:
         if self._sse:
             parts = _SSE_LINE_END.split(text)
-            self._skip_lf = text.endswith("\r")
+            if text:  # an empty chunk leaves a CR at the end of the last one pending
+                self._skip_lf = text.endswith("\r")
         else:
             parts = text.split("\n")
         if len(parts) == 1:

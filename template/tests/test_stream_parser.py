@@ -476,3 +476,12 @@ def test_the_parser_accepts_an_object_exactly_when_the_schema_does(obj: object) 
 @given(OBJECTS)
 def test_the_parser_accepts_random_objects_exactly_when_the_schema_does(obj: dict[str, Any]) -> None:
     assert accepted_alone(obj) == STREAM_EVENT.is_valid(obj)
+
+
+def test_an_empty_chunk_between_a_cr_and_its_lf_does_not_end_the_event() -> None:
+    """Hypothesis found it: a CR ending one chunk, then an empty chunk, then the LF: one line ending."""
+    body = b'data: {\r\ndata: "category": null\r\ndata: }\r\n\r\n'
+    cut = body.index(b"\r") + 1
+    parser = StreamParser("sse")
+    events = parser.feed(body[:cut]) + parser.feed(b"") + parser.feed(body[cut:]) + parser.close()
+    assert events == [CategoryEvent(None)]
