@@ -166,18 +166,6 @@ def deployment(postgres: PostgresCluster, rendered: Callable[[Path], Path],
 
 # --- a customer through the load balancer -----------------------------------------------------------------
 
-class Chat(ChainlitChat):
-    """ChainlitChat that notices when the server side of its socket goes away."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.dropped = asyncio.Event()
-        self._sio.on("disconnect", self._on_dropped)
-
-    async def _on_dropped(self, *_reason: Any) -> None:
-        self.dropped.set()
-
-
 @dataclass
 class Turn:
     """One customer message and what became of it."""
@@ -201,7 +189,7 @@ class Customer:
         self.base_url = deployment.lb.base_url
         self.cookies: dict[str, str] = {}
         self.thread_id = ""
-        self.chat: Chat | None = None
+        self.chat: ChainlitChat | None = None
         self.resumed: dict[str, Any] | None = None
         self.turns: list[Turn] = []
         self.reconnect_delay = reconnect_delay
@@ -209,7 +197,7 @@ class Customer:
         self.replicas_seen: list[str] = []
 
     @property
-    def live(self) -> Chat:
+    def live(self) -> ChainlitChat:
         assert self.chat is not None
         return self.chat
 
@@ -223,7 +211,7 @@ class Customer:
             self.replicas_seen.append(self.cookies[COOKIE])
 
     async def open(self) -> None:
-        self.chat = Chat(self.base_url, cookies=self.cookies, thread_id=self.thread_id, timeout=30)
+        self.chat = ChainlitChat(self.base_url, cookies=self.cookies, thread_id=self.thread_id, timeout=30)
         await self.chat.connect()
         self.cookies = self.chat.cookies
         if self.thread_id:

@@ -74,6 +74,8 @@ class ChainlitChat:
         self.steps: dict[str, Step] = {}
         self.events: list[tuple[str, Any]] = []
         self._sio = socketio.AsyncClient(reconnection=False)
+        self.dropped = asyncio.Event()  # set when the socket goes away (the server's side, or close())
+        self._sio.on("disconnect", self._on_dropped)
         for event in ("new_message", "update_message"):
             self._sio.on(event, self._step_handler(event))
         self._sio.on("stream_start", self._on_stream_start)
@@ -276,6 +278,9 @@ class ChainlitChat:
         step.streamed_at.append(arrived)
         async with self._arrived:
             self._arrived.notify_all()
+
+    async def _on_dropped(self, *_reason: Any) -> None:
+        self.dropped.set()
 
     async def _on_delete(self, data: dict[str, Any]) -> None:
         self.events.append(("delete_message", data))

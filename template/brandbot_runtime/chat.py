@@ -43,8 +43,9 @@ STARTER_ACTION = "starter"
 RETRY_ACTION = "retry"
 _CONVERSATION_KEY = "brandbot_conversation"
 _client: MiddlewareClient | None = None
-_answering: set[asyncio.Task[Any]] = set()  # the tasks waiting for or receiving an answer
-_statuses: set[str] = set()  # ids of the status messages this process is answering under
+# The answers this process is getting: each status message's id, and the task answering under it
+# (waited for at shutdown; a stored status not in here lost its answer with another process).
+_answering: dict[str, asyncio.Task[Any]] = {}
 #: At most this long, a stopping bot lets the answers under way finish (within a pod's grace period).
 FINISH_SECONDS_AT_MOST = 60.0
 
@@ -91,7 +92,7 @@ async def finish_answers_in_flight() -> int:
     seconds = FINISH_SECONDS_AT_MOST if isinstance(settings, ConfigurationError) else min(
         FINISH_SECONDS_AT_MOST, settings.request_timeout_seconds + settings.transition_delay_seconds + 1)
     began, count = asyncio.get_running_loop().time(), len(_answering)
-    _, unfinished = await asyncio.wait(set(_answering), timeout=seconds)
+    _, unfinished = await asyncio.wait(set(_answering.values()), timeout=seconds)
     log.info("stopping: %d of %d answers under way finished in %.1f s", count - len(unfinished), count,
              asyncio.get_running_loop().time() - began)
     return len(unfinished)
@@ -185,14 +186,8 @@ async def _reply(text: str) -> None:
                          author=settings.bot_name).send()
         return
     async with conversation.turn():
-        task = asyncio.current_task()
-        if task is not None:
-            _answering.add(task)
-        try:
-            with metrics.exchange(_session_id(), text, settings) as measured:
-                await _exchange(brand, settings, conversation, text, measured)
-        finally:
-            _answering.discard(task)  # type: ignore[arg-type]
+        with metrics.exchange(_session_id(), text, settings) as measured:
+            await _exchange(brand, settings, conversation, text, measured)
 
 
 async def resume(thread: ThreadDict) -> None:
@@ -220,7 +215,7 @@ async def resume(thread: ThreadDict) -> None:
             question = answer.get("asked") if isinstance(answer.get("asked"), str) else asked
             if question:
                 conversation.history.record(clean_text(question), clean_text(answer["text"]))
-        elif _is_status(brand, step) and step.get("id") not in _statuses:
+        elif _is_status(brand, step) and step.get("id") not in _answering:
             orphans.append((dict(step), asked))
     log.info("chat %s: resumed a stored conversation (%d exchanges)", _session_id(), len(conversation.history))
     for number, (step, question) in enumerate(orphans, start=1):
@@ -281,12 +276,14 @@ async def _exchange(brand: Brand, settings: Settings, conversation: Conversation
                     measured: metrics.Exchange) -> None:
     """One request to the middleware and what the customer sees of it, told to `measured` (metrics.py)."""
     status = cl.Message(content=plain(brand.texts.thinking), author=settings.bot_name)
-    _statuses.add(status.id)
+    task = asyncio.current_task()
+    if task is not None:
+        _answering[status.id] = task
     try:
         await status.send()
         await _answer(brand, settings, conversation, text, measured, status)
     finally:
-        _statuses.discard(status.id)
+        _answering.pop(status.id, None)
 
 
 async def _answer(brand: Brand, settings: Settings, conversation: Conversation, text: str,

@@ -3,6 +3,7 @@ is told. The sign-in end to end (a real browser, a real server) is in brandbot's
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -292,13 +293,13 @@ async def test_an_answer_lost_with_its_replica_is_not_thinking_for_ever(configur
             {"role": "user", "content": "first"}, {"role": "assistant", "content": "You said: first"},
             {"role": "user", "content": "where is it?"}]
 
-        chat._statuses.add("still-answering")  # a status this process is still answering is left alone
+        chat._answering["still-answering"] = asyncio.current_task()  # type: ignore[assignment]  # still answered here: left alone
         other = ChatHarness()
         try:
             await other.resume({"id": "t2", "steps": [dict(steps[3], id="still-answering")], "metadata": {}})
             assert other.emitter is None or "still-answering" not in other.emitter.messages
         finally:
-            chat._statuses.discard("still-answering")
+            chat._answering.pop("still-answering", None)
             other.close()
     finally:
         resumed.close()

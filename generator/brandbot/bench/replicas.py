@@ -387,7 +387,7 @@ class Customer:
         self.settle = settle
         self.cookies: dict[str, str] = {}
         self.thread_id = ""
-        self.chat: _Chat | None = None
+        self.chat: ChainlitChat | None = None
         self.resumed: dict[str, Any] | None = None
         self.turns: list[Turn] = []
         self.reconnects = 0
@@ -403,7 +403,7 @@ class Customer:
         self.cookies.update({cookie.name: cookie.value for cookie in page.cookies.jar if cookie.value})
 
     async def open(self) -> None:
-        self.chat = _Chat(self.balancer.base_url, cookies=self.cookies, thread_id=self.thread_id, timeout=30)
+        self.chat = ChainlitChat(self.balancer.base_url, cookies=self.cookies, thread_id=self.thread_id, timeout=30)
         await self.chat.connect()
         self.cookies = self.chat.cookies
         if self.thread_id:
@@ -496,18 +496,6 @@ class Customer:
     async def close(self) -> None:
         if self.chat is not None:
             await self.chat.close()
-
-
-class _Chat(ChainlitChat):
-    """ChainlitChat that notices when the server side of its socket goes away."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.dropped = asyncio.Event()
-        self._sio.on("disconnect", self._on_dropped)
-
-    async def _on_dropped(self, *_reason: Any) -> None:
-        self.dropped.set()
 
 
 def _settler(project: Path, answers: RightAnswers) -> Callable[[str, str], str]:
