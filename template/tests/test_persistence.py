@@ -16,6 +16,8 @@ import chainlit.data as chainlit_data
 import pytest
 from chainlit.config import config
 from chainlit.types import Feedback
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 import app
 from brandbot_runtime import persistence
@@ -229,3 +231,117 @@ async def test_a_sign_in_does_not_wait_behind_a_backlog_of_step_writes(database:
     assert user is not None and user.identifier == "visitor-1"
     assert waiting > 200, f"the sign-in waited for {300 - waiting} of 300 queued writes"
     assert rows(database, 'SELECT COUNT(*) FROM steps WHERE "threadId" = ?', thread) == [(300,)]
+
+
+class Statements:
+    """The SQL statements an engine runs, as written (counted in SQLAlchemy, before the driver)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.seen: list[str] = []
+        self.engine = engine
+        event.listen(engine.sync_engine, "before_cursor_execute", self._record)
+
+    def _record(self, _connection: object, _cursor: object, statement: str, *_: object) -> None:
+        self.seen.append(" ".join(statement.split()))
+
+    def close(self) -> None:
+        event.remove(self.engine.sync_engine, "before_cursor_execute", self._record)
+
+    def starting(self, prefix: str) -> list[str]:
+        return [statement for statement in self.seen if statement.startswith(prefix)]
+
+
+async def test_a_stored_threads_steps_are_written_without_asking_whether_it_exists(
+        database: Path, session: ChatHarness) -> None:
+    """Chainlit SELECTs a step's thread before writing every step (most of the SELECTs a storing server
+    runs); once this process has stored the thread, the steps are written alone."""
+    await session.start()
+    await converse(session, "hello")
+    await settle()
+    stored = chainlit_data.get_data_layer().inner  # type: ignore[union-attr]
+    statements = Statements(stored.engine)
+    try:
+        await converse(session, "where is my parcel?")
+        await settle()
+    finally:
+        statements.close()
+    assert statements.starting("SELECT") == []
+    assert len(statements.starting("INSERT INTO steps")) >= 3  # the customer's message, the run step, the answer
+    assert statements.starting("INSERT INTO threads") == []
+    thread = session.session.thread_id
+    assert rows(database, 'SELECT COUNT(*) FROM steps WHERE "threadId" = ? AND output = ?', thread,
+                "where is my parcel?") == [(1,)]
+
+
+async def test_a_new_threads_first_steps_store_it_once(database: Path, session: ChatHarness) -> None:
+    """Steps written at once for a thread nobody has stored yet: one of them stores the thread, the others
+    find it stored (Chainlit upserted it from each)."""
+    await session.start()
+    await settle()  # the welcome's writes
+    stored: persistence.StoredConversations = chainlit_data.get_data_layer().inner  # type: ignore[union-attr]
+    thread = str(uuid.uuid4())
+    steps = [{**cl.Message(content=f"step {index}", author="Bot").to_dict(), "threadId": thread} for index in range(5)]
+    statements = Statements(stored.engine)
+    try:
+        await asyncio.gather(*(stored.create_step(step) for step in steps))
+    finally:
+        statements.close()
+    assert len(statements.starting("INSERT INTO threads")) == 1
+    assert len(statements.starting('SELECT "metadata" FROM threads')) == 1
+    assert rows(database, 'SELECT COUNT(*) FROM steps WHERE "threadId" = ?', thread) == [(5,)]
+    assert stored._thread_locks == {}
+
+
+async def test_a_version_with_a_later_one_waiting_is_left_to_it(database: Path, session: ChatHarness) -> None:
+    """Under load "Thinking..." and the answer replacing it both wait for the database: only what is
+    stored in the end needs writing. The version already being written is not held back."""
+    await session.start()
+    await settle()  # the welcome's writes
+    stored: persistence.StoredConversations = chainlit_data.get_data_layer().inner  # type: ignore[union-attr]
+    thread = str(uuid.uuid4())
+    await stored.update_thread(thread)
+    step = {**cl.Message(content="Thinking...", author="Bot").to_dict(), "threadId": thread}
+    release = asyncio.Event()
+    original = stored.update_thread
+
+    async def held(thread_id: str, *args: object, **kwargs: object) -> None:
+        await release.wait()  # create_step begins with update_thread: the first version holds the step
+        await original(thread_id, *args, **kwargs)
+
+    stored.update_thread = held  # type: ignore[method-assign]
+    statements = Statements(stored.engine)
+    try:
+        versions = [asyncio.create_task(stored.create_step({**step, "output": output}))
+                    for output in ("Thinking...", "Connecting you...", "Your parcel is on its way.")]
+        await asyncio.sleep(0.05)
+        release.set()
+        await asyncio.gather(*versions)
+    finally:
+        statements.close()
+    assert len(statements.starting("INSERT INTO steps")) == 2  # the first, already under way, and the last
+    assert rows(database, "SELECT output FROM steps WHERE id = ?", step["id"]) == [("Your parcel is on its way.",)]
+    assert stored._step_locks == {}
+
+
+async def test_a_thread_erased_meanwhile_is_stored_again_from_the_step_after(
+        database: Path, session: ChatHarness, data_layer_errors: list[logging.LogRecord]) -> None:
+    """Another process (the erase command, another replica) may delete a thread this one remembers: the
+    next step is refused (its thread is gone, said once by the guard) and the thread forgotten, so the
+    step after stores it again as Chainlit would have."""
+    await session.start()
+    layer = chainlit_data.get_data_layer()
+    assert isinstance(layer, DataLayerGuard)
+    thread = str(uuid.uuid4())
+    await layer.inner.update_thread(thread)
+    rows(database, "DELETE FROM threads WHERE id = ?", thread)
+
+    def step(text: str) -> dict:
+        return {**cl.Message(content=text, author="Bot").to_dict(), "threadId": thread}
+
+    await layer.create_step(step("lost"))
+    assert [record.name for record in data_layer_errors] == ["brandbot.persistence"]
+    assert "IntegrityError" in data_layer_errors[0].getMessage()
+    data_layer_errors.clear()
+    await layer.create_step(step("kept"))
+    assert rows(database, 'SELECT output FROM steps WHERE "threadId" = ?', thread) == [("kept",)]
+    assert rows(database, "SELECT COUNT(*) FROM threads WHERE id = ?", thread) == [(1,)]
