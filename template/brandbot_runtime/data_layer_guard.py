@@ -281,9 +281,8 @@ class DataLayerGuard(BaseDataLayer):
             detail = f"{kind}: {error}"
             return self._failed(write, default, kind, detail, opens=_opens_circuit(error) and not _schema(detail))
         if outcome.problem is not None:
-            kind = _logged_kind(outcome.problem)
-            opens = kind not in STATEMENT_ERRORS and not _schema(outcome.problem)
-            return self._failed(write, default, kind, outcome.problem, opens=opens)
+            return self._failed(write, default, _logged_kind(outcome.problem), outcome.problem,
+                                opens=says_unreachable(outcome.problem))
         self._healthy()
         return result()
 
@@ -493,6 +492,12 @@ def _opens_circuit(error: BaseException) -> bool:
 def _schema(detail: str) -> bool:
     """Whether a failure names a schema problem (a missing table or column), not an unreachable database."""
     return bool(_SCHEMA_PROBLEM.search(detail.split("[SQL", 1)[0]))
+
+
+def says_unreachable(problem: str) -> bool:
+    """Whether a failure a data layer logged says the database is unreachable (down, locked, hung),
+    rather than that it refused one statement (a bad row, a missing column) and would take others."""
+    return _logged_kind(problem) not in STATEMENT_ERRORS and not _schema(problem)
 
 
 def _logged_kind(message: str) -> str:

@@ -9,19 +9,22 @@ is logged once and the bot answers without persistence: storing is never worth a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
 from chainlit.data.base import BaseDataLayer
 from chainlit.data.sql_alchemy import SQLAlchemyDataLayer
+from chainlit.data.utils import queue_until_user_message
 from chainlit.element import Element
 from chainlit.logger import logger as chainlit_logger
 from chainlit.step import StepDict
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import sessionmaker
 
@@ -30,6 +33,7 @@ from .data_layer_guard import guarded
 from .database_url import configured_url, describe, resolve_database_url
 from .schema.engine import create_engine, is_sqlite
 from .settings import ConfigurationError, Settings
+from .write_queue import WriteQueue, after_commit, noted, shared_session
 
 __all__ = ["StoredConversations", "configured_url", "data_layer", "database_url", "prepare"]
 
@@ -53,6 +57,10 @@ class _Statements:
 
 
 _tally: ContextVar[_Statements | None] = ContextVar("brandbot_statements", default=None)
+# Chainlit's own writes without their queue_until_user_message wrapper: the write queue's writer runs
+# them outside any Chainlit session (create_step and delete_step below have queued them already).
+_CHAINLIT_CREATE_STEP = SQLAlchemyDataLayer.create_step.__wrapped__  # type: ignore[attr-defined]
+_CHAINLIT_DELETE_STEP = SQLAlchemyDataLayer.delete_step.__wrapped__  # type: ignore[attr-defined]
 
 
 def database_url(settings: Settings) -> str | None:
@@ -93,11 +101,10 @@ class StoredConversations(SQLAlchemyDataLayer):
     tags, a message's modes) is bound as JSON where the driver cannot bind it (upstream #2528);
     timestamps are UTC whatever the server's time zone (Chainlit writes local time with a 'Z').
 
-    It also writes less than Chainlit's layer, for the same rows: Chainlit SELECTs the thread before
-    every step to learn whether it exists, and writes every version of a step (created, then updated)
-    even when a later one is already waiting (docs/performance.md: 14 statements per answer, most of a
-    storing server's work). Here a thread stored once is remembered, and a version with a later one
-    queued behind it is left to that one."""
+    It also writes less than Chainlit's layer, for the same rows (docs/performance.md: Chainlit ran 14
+    statements per answer, each its own transaction, most of a storing server's work): a thread stored
+    once is remembered (Chainlit SELECTs it before every step to learn whether it exists), and steps
+    are written by one writer, many to a transaction, a step's last queued version only (write_queue.py)."""
 
     def __init__(self, url: str) -> None:
         with _without_storage_warning():
@@ -107,46 +114,47 @@ class StoredConversations(SQLAlchemyDataLayer):
         self.engine = create_engine(url, **(_SQLITE_POOL if is_sqlite(url) else {}))
         self.async_session = sessionmaker(bind=self.engine, expire_on_commit=False, class_=AsyncSession)
         self._sqlite = is_sqlite(url)
-        self._step_locks: dict[str, tuple[asyncio.Lock, int]] = {}  # step id -> its lock, writes holding or awaiting it
-        self._thread_locks: dict[str, tuple[asyncio.Lock, int]] = {}  # the same for a thread's first write
+        # SQLite has one writer at a time: the write queue's batches and the statements others wait for
+        # (a sign-in, feedback) take turns here, instead of those retrying on the busy timeout until the
+        # writer's backlog is done (asyncio.Lock serves in arrival order).
+        self._write_turn = asyncio.Lock() if self._sqlite else None
+        self._writes = WriteQueue(self.async_session, turn=self._turn)
         self._threads: dict[str, None] = {}  # thread ids known to be stored, oldest first (KNOWN_THREADS)
         self._background_slots = asyncio.Semaphore(_BACKGROUND_SLOTS["sqlite" if self._sqlite else "other"])
 
+    @queue_until_user_message()  # as Chainlit's own: no thread is stored for a visitor who never writes
     async def create_step(self, step_dict: StepDict) -> None:
-        """Write a step's versions in the order they were made, and only the last of those queued.
+        """Queue a step's version for the writer (write_queue.py), which keeps the order they were made in.
 
         Chainlit starts each write of a message (send, then every update) as its own task, and the
-        writes race: when "Thinking..." landed last, the stored answer stayed "Thinking..." (measured:
-        4 of 41 answers on SQLite, 2 of 41 on PostgreSQL). A lock per step id, taken before any other
-        await, keeps them in the order the tasks started; update_step goes through here too. A version
-        that gets the lock with a later one already waiting is not written: every version is the whole
-        step, so the later one stores all of it (under load, "Thinking..." and its answer often both
-        wait for the database).
+        writes raced: when "Thinking..." landed last, the stored answer stayed "Thinking..." (measured:
+        4 of 41 answers on SQLite, 2 of 41 on PostgreSQL). update_step goes through here too.
         """
-        step_id = str(step_dict.get("id"))
         thread_id = str(step_dict.get("threadId"))
-        async with _holding(self._step_locks, step_id) as superseded:
-            if superseded():
-                return
-            with _in_background(), _counted() as statements:
-                await super().create_step(step_dict)
-            if statements.failed:  # the thread may be gone (erased by another process): look again next time
-                self._threads.pop(thread_id, None)
+        problem = await self._writes.write(str(step_dict.get("id")),
+                                           lambda: _CHAINLIT_CREATE_STEP(self, step_dict))
+        if problem is not None:
+            self._threads.pop(thread_id, None)  # the thread may be gone (erased by another process): look again
+            chainlit_logger.warning(problem)  # said in the caller's task, where data_layer_guard judges the call
+
+    @queue_until_user_message()
+    async def delete_step(self, step_id: str) -> None:
+        """Queued behind the step's versions, so that none of them brings it back."""
+        problem = await self._writes.write(step_id, lambda: _CHAINLIT_DELETE_STEP(self, step_id), deletes=True)
+        if problem is not None:
+            chainlit_logger.warning(problem)
 
     async def update_thread(self, thread_id: str, name: str | None = None, user_id: str | None = None,
                             metadata: dict | None = None, tags: list[str] | None = None) -> None:
         """Chainlit's upsert; for a thread already stored and nothing to change (create_step's call before
         every step), nothing at all: Chainlit SELECTs the thread to find that out, this remembers it."""
         changes = name is not None or user_id is not None or metadata is not None or tags is not None
-        if not changes and thread_id in self._threads:
+        if not changes and (thread_id in self._threads or noted(thread_id)):
             return
-        async with _holding(self._thread_locks, thread_id):  # a new thread's first steps: one of them stores it
-            if not changes and thread_id in self._threads:
-                return
-            with _in_background(), _counted() as statements:
-                await super().update_thread(thread_id, name=name, user_id=user_id, metadata=metadata, tags=tags)
-            if not statements.failed:
-                self._remember(thread_id)
+        with _in_background(), _counted() as statements:
+            await super().update_thread(thread_id, name=name, user_id=user_id, metadata=metadata, tags=tags)
+        if not statements.failed:
+            after_commit(lambda: self._remember(thread_id), note=thread_id)
 
     async def delete_thread(self, thread_id: str) -> None:
         self._threads.pop(thread_id, None)
@@ -156,10 +164,6 @@ class StoredConversations(SQLAlchemyDataLayer):
         self._threads[thread_id] = None
         if len(self._threads) > KNOWN_THREADS:
             del self._threads[next(iter(self._threads))]
-
-    async def delete_step(self, step_id: str) -> None:
-        with _in_background():
-            await super().delete_step(step_id)
 
     async def create_element(self, element: Element) -> None:
         with _in_background():
@@ -180,14 +184,24 @@ class StoredConversations(SQLAlchemyDataLayer):
         bounded to a second by the guard) queued behind them and failed. Queued here instead, the
         awaited calls find a free connection at once."""
         bound = {name: self._bindable(value) for name, value in parameters.items()}
-        if not _background.get():
-            result = await super().execute_sql(query, bound)
-        else:
-            async with self._background_slots:
+        if (session := shared_session()) is not None:  # a batch of the write queue: its transaction, its errors
+            result = await session.execute(text(query), bound)
+            if result.returns_rows:
+                return self.clean_result([dict(row._mapping) for row in result.fetchall()])  # as Chainlit does
+            return result.rowcount
+        async with self._turn() if _writes_rows(query) else contextlib.nullcontext():
+            if not _background.get():
                 result = await super().execute_sql(query, bound)
+            else:
+                async with self._background_slots:
+                    result = await super().execute_sql(query, bound)
         if result is None and (statements := _tally.get()) is not None:
             statements.failed = True
         return result
+
+    def _turn(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        """SQLite's write turn (see __init__); nothing to wait for elsewhere."""
+        return self._write_turn if self._write_turn is not None else contextlib.nullcontext()
 
     def _bindable(self, value: object) -> object:
         if isinstance(value, dict) or (self._sqlite and isinstance(value, list)):
@@ -195,21 +209,9 @@ class StoredConversations(SQLAlchemyDataLayer):
         return value
 
 
-@asynccontextmanager
-async def _holding(locks: dict[str, tuple[asyncio.Lock, int]], key: str) -> AsyncIterator[Callable[[], bool]]:
-    """Hold `key`'s lock in `locks` (made on first use, dropped after its last user), in the order the
-    callers arrived; what it yields tells whether a later caller is waiting for the same key."""
-    lock, users = locks.get(key, (asyncio.Lock(), 0))
-    locks[key] = (lock, users + 1)
-    try:
-        async with lock:
-            yield lambda: locks[key][1] > 1
-    finally:
-        lock, users = locks[key]
-        if users == 1:
-            del locks[key]
-        else:
-            locks[key] = (lock, users - 1)
+def _writes_rows(query: str) -> bool:
+    """Whether a statement writes (and so needs SQLite's write turn): anything but a SELECT."""
+    return not query.lstrip().upper().startswith("SELECT")
 
 
 @contextmanager

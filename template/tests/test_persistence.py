@@ -208,7 +208,7 @@ async def test_a_steps_writes_land_in_the_order_they_were_made(database: Path, s
     await asyncio.gather(first, second)
     assert delayed
     assert rows(database, "SELECT output FROM steps WHERE id = ?", step["id"]) == [("Your parcel is on its way.",)]
-    assert stored._step_locks == {}  # nothing kept once the step's writes are done
+    assert stored._writes.waiting == 0 and stored._writes._writer is None  # the writer goes when the queue is empty
 
 
 async def test_a_sign_in_does_not_wait_behind_a_backlog_of_step_writes(database: Path, session: ChatHarness) -> None:
@@ -289,7 +289,6 @@ async def test_a_new_threads_first_steps_store_it_once(database: Path, session: 
     assert len(statements.starting("INSERT INTO threads")) == 1
     assert len(statements.starting('SELECT "metadata" FROM threads')) == 1
     assert rows(database, 'SELECT COUNT(*) FROM steps WHERE "threadId" = ?', thread) == [(5,)]
-    assert stored._thread_locks == {}
 
 
 async def test_a_version_with_a_later_one_waiting_is_left_to_it(database: Path, session: ChatHarness) -> None:
@@ -318,9 +317,8 @@ async def test_a_version_with_a_later_one_waiting_is_left_to_it(database: Path, 
         await asyncio.gather(*versions)
     finally:
         statements.close()
-    assert len(statements.starting("INSERT INTO steps")) == 2  # the first, already under way, and the last
+    assert len(statements.starting("INSERT INTO steps")) == 1  # the last only
     assert rows(database, "SELECT output FROM steps WHERE id = ?", step["id"]) == [("Your parcel is on its way.",)]
-    assert stored._step_locks == {}
 
 
 async def test_a_thread_erased_meanwhile_is_stored_again_from_the_step_after(
