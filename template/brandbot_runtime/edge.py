@@ -8,15 +8,21 @@ here, at the edge, by ASGI layers on Chainlit's own app (`chainlit.server.app`),
 Chainlit's socket.io server. app.py imports this module before the server starts, which is when
 Starlette still accepts middleware. One more gap is not the web server's: Chainlit deletes its
 upload folder `.files` at shutdown, which fails where that folder is a mount (a Kubernetes emptyDir
-on a read-only root filesystem), so every pod stop ended in a traceback and exit code 143.
+on a read-only root filesystem), so every pod stop ended in a traceback and exit code 143. And every
+`Message` and `Step` Chainlit makes sleeps a millisecond, blocking the server's only event loop
+(see _no_blocking_sleeps).
 """
 
 from __future__ import annotations
 
 import errno
+import importlib
 import logging
 import shutil
+import threading
+import time
 import types
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +45,7 @@ def install() -> None:
     security_headers.install(app)
     _bound_socket_frames()
     _keep_a_mounted_files_folder()
+    _no_blocking_sleeps()
     _installed = True
 
 
@@ -53,13 +60,53 @@ def remove_tree(path: str | Path, *args: Any, **kwargs: Any) -> None:
         logging.getLogger("brandbot").debug("emptied %s; the folder itself stays (a mount)", path)
 
 
+class _StrictlyLater:
+    """Chainlit's utc_now, except that it never gives the same stamp twice: a stamp no later than the
+    last one given becomes a microsecond after it. Always with microseconds, so the stamps sort as text
+    too (Chainlit's own drops them when they are zero, and "12:00:00Z" sorts after "12:00:00.1Z")."""
+
+    def __init__(self) -> None:
+        self._last = datetime.min
+        self._lock = threading.Lock()  # a step may be made in a worker thread (cl.make_async)
+
+    def __call__(self) -> str:
+        with self._lock:
+            now = datetime.now(UTC).replace(tzinfo=None)
+            self._last = now if now > self._last else self._last + timedelta(microseconds=1)
+            return self._last.isoformat(timespec="microseconds") + "Z"
+
+
+utc_now = _StrictlyLater()
+
+
+def _no_blocking_sleeps() -> None:
+    """Chainlit 2.12's Message and Step constructors call time.sleep(0.001), so that two made in a row
+    get different creation stamps (the page and a resumed thread order steps by them). That sleep
+    holds the server's one event loop: three such objects per answer kept every customer waiting
+    about 3 ms per answer, most of a loaded server's time (docs/performance.md). The two modules get
+    a clock that gives each stamp once (utc_now) and a `time` whose sleep returns at once; they use
+    `time` for nothing else (test_edge checks the installed source)."""
+    for name in ("chainlit.message", "chainlit.step"):  # (chainlit.step, the attribute, is a decorator)
+        module = importlib.import_module(name)
+        module.time = _module_with(time, sleep=_no_sleep)  # type: ignore[attr-defined]
+        module.utc_now = utc_now  # type: ignore[attr-defined]
+
+
+def _no_sleep(_seconds: float) -> None:
+    """What Chainlit's message and step modules get for time.sleep: the stamps no longer need it."""
+
+
 def _keep_a_mounted_files_folder() -> None:
     """Give chainlit.server a shutil whose rmtree empties a mounted `.files` instead of failing on it."""
     import chainlit.server
 
-    safe = types.SimpleNamespace(**{name: getattr(shutil, name) for name in dir(shutil) if not name.startswith("__")})
-    safe.rmtree = remove_tree
-    chainlit.server.shutil = safe  # type: ignore[assignment]  # that module uses shutil for this one call
+    chainlit.server.shutil = _module_with(shutil, rmtree=remove_tree)  # type: ignore[assignment]  # used for this one call
+
+
+def _module_with(module: types.ModuleType, **replaced: Any) -> types.SimpleNamespace:
+    """A stand-in for `module` in one importer's namespace: the same names, some replaced."""
+    names = {name: getattr(module, name) for name in dir(module) if not name.startswith("__")}
+    return types.SimpleNamespace(**{**names, **replaced})
 
 
 def _bound_socket_frames() -> None:
