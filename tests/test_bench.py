@@ -180,3 +180,24 @@ def test_the_replicas_mode_reports_every_figure(rendered: Callable[[Path], Path]
     assert [step["exit"] for step in resilience["restarts"]] == [0, 0]
     assert resilience["outcomes"]["rolling"].get("answered", 0) >= sessions
     assert plot.stat().st_size > 10_000 and plot.read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_floor_without_sleeps_loses_chainlits_sleeps_the_way_the_bot_does(rendered: Callable[[Path], Path],
+                                                                               tmp_path: Path) -> None:
+    """`--floor-without-sleeps`: the floor app imports the project's own fix; without the flag it is bare Chainlit."""
+    from brandbot.bench.servers import FLOOR_APP
+
+    project = rendered(REPO / "examples/retail.yml")
+    probe = (f"import runpy, time, importlib; runpy.run_path({str(FLOOR_APP)!r}); "
+             "print(importlib.import_module('chainlit.message').time.sleep is time.sleep, "
+             "importlib.import_module('chainlit.step').time.sleep is time.sleep)")
+    sleeps = {}
+    for flag in ("0", "1"):
+        env = {**os.environ, "FLOOR_LATENCY_MS": "50", "FLOOR_REPLY": "ok", "FLOOR_NO_SLEEPS": flag,
+               "FLOOR_PROJECT": str(project)}
+        env.pop("FLOOR_DATABASE_URL", None)
+        result = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True,
+                                timeout=120)
+        assert result.returncode == 0, result.stderr[-2000:]
+        sleeps[flag] = result.stdout.split()
+    assert sleeps == {"0": ["True", "True"], "1": ["False", "False"]}

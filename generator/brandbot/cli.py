@@ -376,6 +376,9 @@ def bench(
     guarded_floor: Annotated[bool, typer.Option(
         help="Persistence mode: the storing floor also goes through the bot's data_layer_guard, to tell the "
              "guard's cost from the rest of the bot's.")] = False,
+    floor_without_sleeps: Annotated[bool, typer.Option(
+        help="The floor (bare Chainlit) also loses Chainlit's blocking 1 ms sleep per message and step, as the "
+             "bot does (the project's edge fix), to tell that fix's share from the rest of the bot's.")] = False,
     stream: Annotated[bool, typer.Option(
         "--stream", help="Streaming mode: the middleware streams every answer (SSE) after its latency, beside a "
                          "bare Chainlit floor streaming the same pieces; the run then measures only the time from "
@@ -417,6 +420,7 @@ def bench(
     config = benchmark.BenchConfig(project=project, sessions=sessions, messages=messages, latency_ms=latency_ms,
                                    rounds=rounds, sweep=counts, idle_sessions=idle_sessions,
                                    long_messages=long_messages, persistence=kinds, guarded_floor=guarded_floor,
+                                   floor_without_sleeps=floor_without_sleeps,
                                    stream=stream, token_ms=token_ms, deltas=deltas, replicas=replica_counts,
                                    failover=failover, rolling=rolling)
     if replica_counts:
@@ -459,7 +463,8 @@ def _bench_stored(benchmark: ModuleType, config: BenchConfig, json_out: Path | N
     console.print(f"benchmark, stored conversations ({', '.join(config.persistence)}): {config.sessions} sessions x "
                   f"{config.messages} messages, middleware latency {config.latency_ms:g} ms, {config.rounds} rounds "
                   "each, alternating app, floor with the same data layer"
-                  f"{' behind the guard' if config.guarded_floor else ''}, floor without a database", highlight=False)
+                  f"{' behind the guard' if config.guarded_floor else ''}, floor without a database"
+                  f"{'; the floors without Chainlit sleeps' if config.floor_without_sleeps else ''}", highlight=False)
     try:
         with _stop_signals():
             results = benchmark.run_stored_bench(config, report=lambda line: console.print(

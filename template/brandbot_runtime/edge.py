@@ -10,7 +10,7 @@ Starlette still accepts middleware. One more gap is not the web server's: Chainl
 upload folder `.files` at shutdown, which fails where that folder is a mount (a Kubernetes emptyDir
 on a read-only root filesystem), so every pod stop ended in a traceback and exit code 143. And every
 `Message` and `Step` Chainlit makes sleeps a millisecond, blocking the server's only event loop
-(see _no_blocking_sleeps).
+(see remove_blocking_sleeps).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def install() -> None:
     security_headers.install(app)
     _bound_socket_frames()
     _keep_a_mounted_files_folder()
-    _no_blocking_sleeps()
+    remove_blocking_sleeps()
     _installed = True
 
 
@@ -79,7 +79,7 @@ class _StrictlyLater:
 utc_now = _StrictlyLater()
 
 
-def _no_blocking_sleeps() -> None:
+def remove_blocking_sleeps() -> None:
     """Chainlit 2.12's Message and Step constructors call time.sleep(0.001), so that two made in a row
     get different creation stamps (the page and a resumed thread order steps by them). That sleep
     holds the server's one event loop: three such objects per answer kept every customer waiting

@@ -28,6 +28,9 @@ class BenchConfig:
     persistence: tuple[str, ...] = ()
     #: The storing floor also goes through the bot's data_layer_guard: tells the guard's cost apart.
     guarded_floor: bool = False
+    #: The floor also loses Chainlit's blocking sleeps (the project's edge.remove_blocking_sleeps), as the bot
+    #: does: tells that fix's share of the bot's figures from the rest.
+    floor_without_sleeps: bool = False
     #: The streaming mode: the middleware streams every answer (SSE) in `deltas` pieces `token_ms` apart,
     #: after its latency; the floor streams the same pieces with Chainlit's stream_token. The run then
     #: measures time to the first token, throughput and CPU per delta only.

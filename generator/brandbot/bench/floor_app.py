@@ -9,6 +9,8 @@ sys.path to import it), on a database migrated to the project's schema, without 
 and a header sign-in that names a new visitor each time, as the bot does for a new browser
 (Chainlit writes threads only for a signed-in user). FLOOR_GUARDED=1 puts the bot's
 data_layer_guard around that layer too, to tell the guard's cost from the rest of the bot's.
+FLOOR_NO_SLEEPS=1 removes Chainlit's blocking sleeps the way the bot does (the project's
+edge.remove_blocking_sleeps), to tell that fix's share of the bot's figures from the rest.
 """
 
 import asyncio
@@ -21,6 +23,12 @@ import chainlit as cl
 LATENCY = float(os.environ["FLOOR_LATENCY_MS"]) / 1000
 REPLY = os.environ["FLOOR_REPLY"]  # the same words the middleware answers, so both send as much
 DATABASE_URL = os.environ.get("FLOOR_DATABASE_URL", "")
+
+if os.environ.get("FLOOR_NO_SLEEPS") == "1":
+    sys.path.insert(0, os.environ["FLOOR_PROJECT"])
+    from brandbot_runtime.edge import remove_blocking_sleeps
+
+    remove_blocking_sleeps()
 
 
 @cl.on_chat_start

@@ -105,10 +105,13 @@ def start_floor(config: BenchConfig, reply: str, work: Path, *, name: str = "flo
                 counts: Path | None = None) -> Service:
     """The floor app under `chainlit run`, answering `reply` after the middleware's latency; storing
     conversations at `database_url` when given (behind the bot's guard with `config.guarded_floor`),
-    its SQL statements counted into `counts` when given."""
+    its SQL statements counted into `counts` when given; without Chainlit's blocking sleeps with
+    `config.floor_without_sleeps`."""
     port = free_port()
     env = python_env({"FLOOR_LATENCY_MS": str(config.latency_ms), "FLOOR_REPLY": reply})
     env.pop("DATABASE_URL", None)  # else Chainlit would pick its own data layer from it
+    if config.floor_without_sleeps:
+        env.update({"FLOOR_NO_SLEEPS": "1", "FLOOR_PROJECT": str(config.project.resolve())})
     if database_url:
         env.update({"FLOOR_DATABASE_URL": database_url, "FLOOR_PROJECT": str(config.project.resolve()),
                     "CHAINLIT_AUTH_SECRET": secrets.token_urlsafe(32),
