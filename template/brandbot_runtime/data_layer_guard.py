@@ -496,8 +496,12 @@ def _schema(detail: str) -> bool:
 
 def says_unreachable(problem: str) -> bool:
     """Whether a failure a data layer logged says the database is unreachable (down, locked, hung),
-    rather than that it refused one statement (a bad row, a missing column) and would take others."""
-    return _logged_kind(problem) not in STATEMENT_ERRORS and not _schema(problem)
+    rather than that it refused one statement (a bad row, a missing column) and would take others.
+    asyncpg names its refusals itself: ForeignKeyViolationError and the other integrity violations,
+    and plain Error for every other one the server sends back (data, deadlock, disk full)."""
+    kind = _logged_kind(problem)
+    refused = kind in STATEMENT_ERRORS or kind.endswith("ViolationError") or kind == "Error"
+    return not refused and not _schema(problem)
 
 
 def _logged_kind(message: str) -> str:

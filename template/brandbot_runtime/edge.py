@@ -84,12 +84,14 @@ def remove_blocking_sleeps() -> None:
     get different creation stamps (the page and a resumed thread order steps by them). That sleep
     holds the server's one event loop: three such objects per answer kept every customer waiting
     about 3 ms per answer, most of a loaded server's time (docs/performance.md). The two modules get
-    a clock that gives each stamp once (utc_now) and a `time` whose sleep returns at once; they use
-    `time` for nothing else (test_edge checks the installed source)."""
+    a `time` whose sleep returns at once (they use `time` for nothing else: test_edge checks the
+    installed source), and they and the emitter (which stamps the customer's messages) a clock that
+    gives each stamp once (utc_now)."""
     for name in ("chainlit.message", "chainlit.step"):  # (chainlit.step, the attribute, is a decorator)
         module = importlib.import_module(name)
         module.time = _module_with(time, sleep=_no_sleep)  # type: ignore[attr-defined]
-        module.utc_now = utc_now  # type: ignore[attr-defined]
+    for name in ("chainlit.message", "chainlit.step", "chainlit.emitter"):  # the emitter stamps customers' messages
+        importlib.import_module(name).utc_now = utc_now  # type: ignore[attr-defined]
 
 
 def _no_sleep(_seconds: float) -> None:

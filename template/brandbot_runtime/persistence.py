@@ -48,6 +48,8 @@ _background: ContextVar[bool] = ContextVar("brandbot_background_write", default=
 # Thread ids this process has seen stored, so a step needs no SELECT to learn that its thread exists;
 # oldest forgotten first past the bound (a forgotten thread costs one SELECT again).
 KNOWN_THREADS = 10_000
+# How long close() lets the writer finish what is queued (the guard's drain has waited for its callers).
+WRITER_CLOSE_SECONDS = 5.0
 
 
 class _Statements:
@@ -155,6 +157,11 @@ class StoredConversations(SQLAlchemyDataLayer):
             await super().update_thread(thread_id, name=name, user_id=user_id, metadata=metadata, tags=tags)
         if not statements.failed:
             after_commit(lambda: self._remember(thread_id), note=thread_id)
+
+    async def close(self) -> None:
+        """The writer's queue first (a conversation's last words), for a few seconds, then Chainlit's close."""
+        await self._writes.finish(WRITER_CLOSE_SECONDS)
+        await super().close()
 
     async def delete_thread(self, thread_id: str) -> None:
         self._threads.pop(thread_id, None)

@@ -30,6 +30,8 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import exc
+
 from .data_layer_guard import says_unreachable
 
 __all__ = ["BATCH_SIZE", "WriteQueue", "after_commit", "noted", "shared_session"]
@@ -98,6 +100,7 @@ class _Write:
     apply: Callable[[], Awaitable[Any]]
     done: asyncio.Future[str | None]
     deletes: bool = False
+    replaced: list[_Write] = field(default_factory=list)  # earlier versions this one writes for (same batch)
 
 
 class WriteQueue:
@@ -123,7 +126,7 @@ class WriteQueue:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[str | None] = loop.create_future()
         self._queue.append(_Write(key, apply, done, deletes))
-        if self._writer is None:
+        if self._writer is None or self._writer.done():
             # A context of its own: the writer must not carry the first caller's (a Chainlit session's,
             # the guard's bookkeeping) into every write after it.
             self._writer = loop.create_task(self._write_all(), context=contextvars.Context())
@@ -134,6 +137,14 @@ class WriteQueue:
         """Writes queued and not yet taken into a batch."""
         return len(self._queue)
 
+    async def finish(self, seconds: float) -> bool:
+        """Wait up to `seconds` for the writer to write what is queued; whether it did (before the engine goes)."""
+        writer = self._writer
+        if writer is None or writer.done():
+            return True
+        done, _ = await asyncio.wait({writer}, timeout=seconds)
+        return bool(done)
+
     async def _write_all(self) -> None:
         batch: list[_Write] = []
         try:
@@ -142,7 +153,7 @@ class WriteQueue:
                 await self._write_batch(batch)
                 batch = []
         except BaseException as stopped:  # cancelled with the loop: nobody may wait for ever
-            for write in [*batch, *self._queue]:
+            for write in [*batch, *self._queue]:  # (_settle reaches the versions a write replaced)
                 _settle(write, f"An unexpected error occurred: write abandoned ({type(stopped).__name__})")
             self._queue.clear()
             raise
@@ -151,9 +162,6 @@ class WriteQueue:
 
     async def _write_batch(self, batch: list[_Write]) -> None:
         needed = _latest_versions(batch)
-        for write in batch:
-            if write not in needed:
-                _settle(write, None)  # a later version of the step, in this batch, stores it
         shared = _Batch(session=None)
         try:
             async with self.turn(), self.open_session() as session:
@@ -167,7 +175,8 @@ class WriteQueue:
                 finally:
                     _batch.reset(token)
         except Exception as error:  # noqa: BLE001 - told to each caller
-            await self._one_at_a_time(needed, f"An error occurred: {error}")
+            problem = f"An error occurred: ({type(error).__name__}) {error}"
+            await self._one_at_a_time(needed, problem if _connection_lost(error) else None)
             return
         self.batches += 1
         for action in shared.committed:
@@ -175,49 +184,69 @@ class WriteQueue:
         for write in needed:
             _settle(write, None)
 
-    async def _one_at_a_time(self, writes: list[_Write], problem: str) -> None:
+    async def _one_at_a_time(self, writes: list[_Write], unreachable: str | None) -> None:
         """After a failed batch: each write alone, so that a statement the database refuses costs only its
-        own write; once the database is shown unreachable, the writes left fail with that, untried."""
-        unreachable = problem if says_unreachable(problem) else None
+        own write; once the database is shown unreachable (`unreachable`: what said so), the writes left
+        fail with that, untried."""
         for write in writes:
             if unreachable is not None:
                 _settle(write, unreachable)
                 continue
-            alone = await _alone(write)
-            _settle(write, alone)
-            if alone is not None and says_unreachable(alone):
-                unreachable = alone
+            problem, lost = await _alone(write)
+            _settle(write, problem)
+            if lost:
+                unreachable = problem
+
+
+def _connection_lost(error: BaseException) -> bool:
+    """Whether an error says the database cannot be reached at all (down, locked, gone mid-statement),
+    rather than that it refused a statement and would take others: decided on the exception itself, so
+    that a driver's own names for refusals (asyncpg's ForeignKeyViolationError...) cannot pass for an outage."""
+    if isinstance(error, (OSError, TimeoutError)):
+        return True
+    if isinstance(error, (exc.OperationalError, exc.InterfaceError)) or (
+            isinstance(error, exc.DBAPIError) and error.connection_invalidated):
+        return says_unreachable(f"({type(error).__name__}) {error}")  # SQLite names a missing column so too
+    return False
 
 
 def _latest_versions(batch: list[_Write]) -> list[_Write]:
     """The writes of a batch worth doing, in order: every deletion, and each step's last version
-    before its next deletion (or the batch's end)."""
-    later: set[str] = set()
+    before its next deletion (or the batch's end). A version left out is settled with the one that
+    replaces it (_settle), so its caller hears what became of the step, not a success in advance."""
+    later: dict[str, _Write] = {}
     kept: list[_Write] = []
     for write in reversed(batch):
         if write.deletes:
-            later.discard(write.key)
+            later.pop(write.key, None)
             kept.append(write)
-        elif write.key not in later:
-            later.add(write.key)
+        elif (replacing := later.get(write.key)) is not None:
+            replacing.replaced.append(write)
+        else:
+            later[write.key] = write
             kept.append(write)
     kept.reverse()
     return kept
 
 
-async def _alone(write: _Write) -> str | None:
-    """Do one write in a transaction of its own (the data layer's usual way); what it logged, if anything."""
+async def _alone(write: _Write) -> tuple[str | None, bool]:
+    """Do one write in a transaction of its own (the data layer's usual way): what it logged or raised,
+    if anything, and whether that says the database cannot be reached."""
     problems: list[str] = []
     token = _problems.set(problems)
     try:
         await write.apply()
     except Exception as error:  # noqa: BLE001 - told to the caller
-        problems.append(f"An unexpected error occurred: {error}")
+        return f"An unexpected error occurred: ({type(error).__name__}) {error}", _connection_lost(error)
     finally:
         _problems.reset(token)
-    return problems[0] if problems else None
+    if not problems:
+        return None, False
+    return problems[0], says_unreachable(problems[0])
 
 
 def _settle(write: _Write, problem: str | None) -> None:
-    if not write.done.done():  # a caller cancelled meanwhile gets nothing; the write was done all the same
-        write.done.set_result(problem)
+    """Tell the write's caller, and the callers of the versions it replaced, how it went."""
+    for settled in (write, *write.replaced):
+        if not settled.done.done():  # a caller cancelled meanwhile gets nothing; the write was done all the same
+            settled.done.set_result(problem)

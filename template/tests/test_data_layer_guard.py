@@ -22,7 +22,7 @@ from chainlit.data.sql_alchemy import SQLAlchemyDataLayer
 from chainlit.logger import logger as chainlit_logger
 from chainlit.types import Feedback, PaginatedResponse, Pagination, ThreadFilter
 
-from brandbot_runtime.data_layer_guard import DataLayerGuard, guarded, redact
+from brandbot_runtime.data_layer_guard import DataLayerGuard, guarded, redact, says_unreachable
 
 from .chat_harness import ChatHarness
 
@@ -552,3 +552,20 @@ async def test_the_chat_answers_every_message_while_the_sqlite_file_is_locked_an
     warnings = lines(caplog, logging.WARNING)
     assert len(warnings) == 1 and "timeout" in warnings[0], warnings
     assert "while locked" not in caplog.text
+
+
+@pytest.mark.parametrize(("problem", "unreachable"), [
+    ("An error occurred: (sqlite3.OperationalError) database is locked", True),
+    ("An error occurred: (sqlalchemy.dialects.postgresql.asyncpg.InterfaceError) connection is closed", True),
+    ("An unexpected error occurred: [Errno 111] Connect call failed", True),
+    ("An error occurred: (sqlite3.IntegrityError) FOREIGN KEY constraint failed", False),
+    ("An error occurred: (sqlite3.OperationalError) table steps has no column named autoCollapse", False),
+    ("An error occurred: (sqlalchemy.dialects.postgresql.asyncpg.ForeignKeyViolationError) <class "
+     "'asyncpg.exceptions.ForeignKeyViolationError'>: insert or update on table \"steps\"", False),
+    ("An error occurred: (sqlalchemy.dialects.postgresql.asyncpg.UniqueViolationError) duplicate key", False),
+    ("An error occurred: (sqlalchemy.dialects.postgresql.asyncpg.Error) <class "
+     "'asyncpg.exceptions.CharacterNotInRepertoireError'>: invalid byte sequence", False),
+])
+def test_a_refusal_is_told_from_an_outage_whatever_the_driver_calls_it(problem: str, unreachable: bool) -> None:
+    """asyncpg names PostgreSQL's refusals itself; taken for an outage, one bad row stopped every write."""
+    assert says_unreachable(problem) is unreachable

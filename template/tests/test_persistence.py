@@ -293,7 +293,7 @@ async def test_a_new_threads_first_steps_store_it_once(database: Path, session: 
 
 async def test_a_version_with_a_later_one_waiting_is_left_to_it(database: Path, session: ChatHarness) -> None:
     """Under load "Thinking..." and the answer replacing it both wait for the database: only what is
-    stored in the end needs writing. The version already being written is not held back."""
+    stored in the end needs writing. (The writer is held until all three versions are queued.)"""
     await session.start()
     await settle()  # the welcome's writes
     stored: persistence.StoredConversations = chainlit_data.get_data_layer().inner  # type: ignore[union-attr]
@@ -304,7 +304,7 @@ async def test_a_version_with_a_later_one_waiting_is_left_to_it(database: Path, 
     original = stored.update_thread
 
     async def held(thread_id: str, *args: object, **kwargs: object) -> None:
-        await release.wait()  # create_step begins with update_thread: the first version holds the step
+        await release.wait()  # Chainlit's create_step begins with update_thread: the writer waits here
         await original(thread_id, *args, **kwargs)
 
     stored.update_thread = held  # type: ignore[method-assign]

@@ -12,20 +12,20 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
+from sqlalchemy import exc
 
 from brandbot_runtime import write_queue
 from brandbot_runtime.write_queue import WriteQueue, after_commit, noted
 
 REFUSED = "An error occurred: (sqlite3.IntegrityError) FOREIGN KEY constraint failed"
-LOCKED = "(sqlite3.OperationalError) database is locked"
+# What Chainlit logs for a refused row on PostgreSQL: asyncpg's own name, not IntegrityError.
+REFUSED_PG = ("An error occurred: (sqlalchemy.dialects.postgresql.asyncpg.ForeignKeyViolationError) "
+              "<class 'asyncpg.exceptions.ForeignKeyViolationError'>: insert or update on table \"steps\"")
+LOCKED = exc.OperationalError("INSERT INTO steps", {}, Exception("database is locked"))
 
 
 class IntegrityError(Exception):
     """Named as SQLAlchemy's is: the database refused one statement."""
-
-
-class OperationalError(Exception):
-    """Named as SQLAlchemy's is: here, the database cannot be written at all."""
 
 
 class Database:
@@ -35,6 +35,8 @@ class Database:
         self.committed: list[list[str]] = []
         self.transactions = 0
         self.refuse: set[str] = set()
+        self.refusal = REFUSED  # what the data layer logs for a refused row written alone
+        self.broken: set[str] = set()  # writes whose own code fails (not the database)
         self.locked = False
 
     @asynccontextmanager
@@ -59,10 +61,12 @@ class Database:
         async def apply() -> None:
             await asyncio.sleep(0)
             if self.locked:
-                raise OperationalError(LOCKED)
+                raise LOCKED
+            if text in self.broken:
+                raise TypeError("Object of type set is not JSON serializable")
             if text in self.refuse:
                 if write_queue.shared_session() is None:  # alone, the data layer logs and goes on
-                    logging.getLogger("chainlit").warning(REFUSED)
+                    logging.getLogger("chainlit").warning(self.refusal)
                     return
                 raise IntegrityError("(sqlite3.IntegrityError) FOREIGN KEY constraint failed")
             if write_queue.shared_session() is None:
@@ -112,9 +116,48 @@ async def test_a_refused_statement_costs_only_its_own_write(database: Database,
 async def test_a_database_that_takes_nothing_fails_the_batch_once_untried_one_by_one(database: Database) -> None:
     queue = WriteQueue(database.session)
     database.locked = True
-    results = await asyncio.gather(*(queue.write(f"step-{n}", database.statement(f"step-{n}")) for n in range(10)))
-    assert set(results) == {f"An error occurred: {LOCKED}"}
-    assert database.transactions == 1 and database.committed == []
+    attempts: list[str] = []
+
+    def attempt(text: str) -> Callable[[], Any]:
+        async def apply() -> None:
+            attempts.append(text)
+            await database.statement(text)()
+
+        return apply
+
+    results = await asyncio.gather(*(queue.write(f"step-{n}", attempt(f"step-{n}")) for n in range(10)))
+    assert set(results) == {f"An error occurred: (OperationalError) {LOCKED}"}
+    assert attempts == ["step-0"] and database.committed == []  # the batch's first statement, and no more
+
+
+async def test_a_refusal_named_by_the_postgresql_driver_still_costs_only_its_write(database: Database) -> None:
+    queue = WriteQueue(database.session)
+    database.refuse, database.refusal = {"bad"}, REFUSED_PG
+    results = await asyncio.gather(*(queue.write(text, database.statement(text))
+                                     for text in ("one", "bad", "two", "three")))
+    assert results == [None, REFUSED_PG, None, None]
+    assert database.committed == [["one"], ["two"], ["three"]]
+
+
+async def test_a_write_whose_own_code_fails_costs_only_that_write(database: Database) -> None:
+    queue = WriteQueue(database.session)
+    database.broken = {"bad"}
+    results = await asyncio.gather(*(queue.write(text, database.statement(text)) for text in ("one", "bad", "two")))
+    assert results[0] is None and results[2] is None
+    assert results[1] is not None and "(TypeError)" in results[1]
+    assert database.committed == [["one"], ["two"]]
+
+
+async def test_a_version_left_to_a_later_one_hears_how_that_one_went(database: Database) -> None:
+    """Not a success in advance: the guard counts a success as the database answering, and closes its
+    circuit on it."""
+    queue = WriteQueue(database.session)
+    database.locked = True
+    first = asyncio.ensure_future(queue.write("a", database.statement("a: Thinking...")))
+    last = asyncio.ensure_future(queue.write("a", database.statement("a: answer")))
+    await asyncio.sleep(0)
+    assert not first.done()
+    assert await first == await last == f"An error occurred: (OperationalError) {LOCKED}"
 
 
 async def test_what_a_write_noted_is_seen_by_the_batch_and_kept_only_once_committed(database: Database) -> None:
