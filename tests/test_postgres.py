@@ -245,3 +245,62 @@ def test_postgresql_stopped_mid_conversation_costs_the_customer_nothing(
     assert 1 <= log.count("database failing") <= 3, log
     assert log.count("database is back") == 1, log
     assert " - WARNING - chainlit - " not in log
+
+
+#: A thread erased by another process (the erase command, another replica) while this one remembers it,
+#: and a batch of step writes in which one step belongs to it: on PostgreSQL the refusal carries asyncpg's
+#: own name (ForeignKeyViolationError), which must still cost only that step.
+ERASED_THREAD = """
+import asyncio, json, os, sys, uuid
+sys.path.insert(0, os.getcwd())
+os.environ["CHAINLIT_APP_ROOT"] = os.getcwd()
+import chainlit as cl
+from chainlit.context import init_http_context
+from sqlalchemy import text
+from brandbot_runtime import schema
+from brandbot_runtime.data_layer_guard import guarded
+from brandbot_runtime.database_url import resolve_database_url
+from brandbot_runtime.persistence import StoredConversations
+from brandbot_runtime.schema.engine import create_engine
+
+URL = resolve_database_url(os.environ["DATABASE_URL"])
+
+
+def step(thread, words):
+    return {**cl.Message(content=words, author="Bot").to_dict(), "threadId": thread}
+
+
+async def main():
+    await schema.upgrade_async(URL)
+    init_http_context()
+    layer = guarded(StoredConversations(URL), url=URL)
+    kept, erased = str(uuid.uuid4()), str(uuid.uuid4())
+    await asyncio.gather(layer.create_step(step(kept, "first")), layer.create_step(step(erased, "first")))
+    other = create_engine(URL)  # the erase command's own connection
+    async with other.begin() as connection:
+        await connection.execute(text('DELETE FROM threads WHERE id = :id'), {"id": erased})
+    await other.dispose()
+    await asyncio.gather(*(layer.create_step(step(thread, words))
+                           for thread, words in [(kept, "a"), (erased, "lost"), (kept, "b")]))
+    opened = layer.state.opened_at is not None
+    await layer.create_step(step(erased, "again"))
+    await layer.close()
+    print(json.dumps({"kept": kept, "erased": erased, "circuit_opened": opened}))
+
+
+asyncio.run(main())
+"""
+
+
+def test_a_step_of_a_thread_erased_elsewhere_costs_only_itself_on_postgresql(
+        postgres: PostgresCluster, rendered: Callable[[Path], Path]) -> None:
+    project = rendered(RETAIL)
+    url = postgres.create_database("erased")
+    done = project_python(project, ERASED_THREAD, env={"DATABASE_URL": url})
+    assert done.returncode == 0, done.stderr[-3000:]
+    outcome = json.loads(done.stdout.strip().splitlines()[-1])
+    assert outcome["circuit_opened"] is False, done.stderr[-3000:]
+    assert "ForeignKeyViolationError" in done.stderr  # refused, said once by the guard
+    written = postgres.psql(f"""SELECT "threadId" = '{outcome['kept']}', output FROM steps ORDER BY output""",
+                            database="erased").split("\n")
+    assert sorted(written) == sorted(["t|a", "t|b", "t|first", "f|again"]), written
