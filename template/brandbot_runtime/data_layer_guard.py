@@ -35,7 +35,8 @@ import logging
 import re
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
@@ -106,6 +107,27 @@ class _SwallowInnerWarnings(logging.Filter):
 
 
 _SWALLOW = _SwallowInnerWarnings()
+
+
+def _swallow_inner_warnings(loggers: Iterable[str]) -> None:
+    """Install the filter on the inner layer's loggers (once each)."""
+    for name in loggers:
+        inner_logger = logging.getLogger(name)
+        if _SWALLOW not in inner_logger.filters:
+            inner_logger.addFilter(_SWALLOW)
+
+
+@contextmanager
+def inner_warnings(loggers: Iterable[str] = ("chainlit",)) -> Iterator[_Outcome]:
+    """What the inner data layer logs at WARNING or above inside, kept from the log: `.problem` is the
+    first such message (the capture a guarded call uses, for code that runs the layer itself)."""
+    _swallow_inner_warnings(loggers)
+    outcome = _Outcome()
+    token = _current.set(outcome)
+    try:
+        yield outcome
+    finally:
+        _current.reset(token)
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
@@ -212,10 +234,7 @@ class DataLayerGuard(BaseDataLayer):
         self._tasks: set[asyncio.Future[Any]] = set()  # the calls in flight, abandoned ones included
         self.secrets = [secret for secret in (_url_password(url), _url_password(_inner_url(inner))) if secret]
         self.state = GuardState()
-        for name in inner_loggers:
-            inner_logger = logging.getLogger(name)
-            if _SWALLOW not in inner_logger.filters:
-                inner_logger.addFilter(_SWALLOW)
+        _swallow_inner_warnings(inner_loggers)
 
     def __getattr__(self, name: str) -> Any:
         """Anything else (engine, execute_sql, ...) is the inner layer's own, unguarded."""

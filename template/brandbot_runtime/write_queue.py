@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
@@ -32,7 +31,7 @@ from typing import Any
 
 from sqlalchemy import exc
 
-from .data_layer_guard import says_unreachable
+from .data_layer_guard import inner_warnings, says_unreachable
 
 __all__ = ["BATCH_SIZE", "WriteQueue", "after_commit", "noted", "shared_session"]
 
@@ -51,7 +50,6 @@ class _Batch:
 
 
 _batch: contextvars.ContextVar[_Batch | None] = contextvars.ContextVar("brandbot_write_batch", default=None)
-_problems: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("brandbot_write_problems", default=None)
 
 
 def shared_session() -> Any | None:
@@ -78,20 +76,6 @@ def noted(note: str) -> bool:
     return batch is not None and note in batch.notes
 
 
-class _Captured(logging.Filter):
-    """Keeps the WARNINGs a write done alone logs (Chainlit logs a failed statement with its values)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        problems = _problems.get()
-        if problems is None or record.levelno < logging.WARNING:
-            return True
-        problems.append(record.getMessage())
-        return False
-
-
-_CAPTURED = _Captured()
-
-
 @dataclass
 class _Write:
     """One queued write: a version of a step (or its deletion), and the caller waiting for it."""
@@ -109,16 +93,13 @@ class WriteQueue:
 
     def __init__(self, open_session: Callable[[], AbstractAsyncContextManager[Any]], *,
                  turn: Callable[[], AbstractAsyncContextManager[Any]] = contextlib.nullcontext,
-                 batch_size: int = BATCH_SIZE, logger: str = "chainlit") -> None:
+                 batch_size: int = BATCH_SIZE) -> None:
         self.open_session = open_session
         self.turn = turn  # held while a batch is written (see StoredConversations: SQLite's one writer)
         self.batch_size = batch_size
         self._queue: deque[_Write] = deque()
         self._writer: asyncio.Task[None] | None = None
         self.batches = 0  # transactions committed: tests and the benchmark read it
-        inner = logging.getLogger(logger)
-        if _CAPTURED not in inner.filters:
-            inner.addFilter(_CAPTURED)
 
     async def write(self, key: str, apply: Callable[[], Awaitable[Any]], *, deletes: bool = False) -> str | None:
         """Queue a write of step `key` (`apply` runs its statements) and wait for it to be done: None,
@@ -232,17 +213,14 @@ def _latest_versions(batch: list[_Write]) -> list[_Write]:
 async def _alone(write: _Write) -> tuple[str | None, bool]:
     """Do one write in a transaction of its own (the data layer's usual way): what it logged or raised,
     if anything, and whether that says the database cannot be reached."""
-    problems: list[str] = []
-    token = _problems.set(problems)
-    try:
-        await write.apply()
-    except Exception as error:  # noqa: BLE001 - told to the caller
-        return f"An unexpected error occurred: ({type(error).__name__}) {error}", _connection_lost(error)
-    finally:
-        _problems.reset(token)
-    if not problems:
+    with inner_warnings() as logged:  # Chainlit logs a failed statement, with its values, and goes on
+        try:
+            await write.apply()
+        except Exception as error:  # noqa: BLE001 - told to the caller
+            return f"An unexpected error occurred: ({type(error).__name__}) {error}", _connection_lost(error)
+    if logged.problem is None:
         return None, False
-    return problems[0], says_unreachable(problems[0])
+    return logged.problem, says_unreachable(logged.problem)
 
 
 def _settle(write: _Write, problem: str | None) -> None:
