@@ -24,8 +24,10 @@ LATENCY = float(os.environ["FLOOR_LATENCY_MS"]) / 1000
 REPLY = os.environ["FLOOR_REPLY"]  # the same words the middleware answers, so both send as much
 DATABASE_URL = os.environ.get("FLOOR_DATABASE_URL", "")
 
-if os.environ.get("FLOOR_NO_SLEEPS") == "1":
+if "FLOOR_PROJECT" in os.environ:  # the rendered project, to import its runtime's pieces below
     sys.path.insert(0, os.environ["FLOOR_PROJECT"])
+
+if os.environ.get("FLOOR_NO_SLEEPS") == "1":
     from brandbot_runtime.edge import remove_blocking_sleeps
 
     remove_blocking_sleeps()
@@ -46,7 +48,6 @@ async def on_message(message: cl.Message) -> None:
 
 
 if DATABASE_URL:
-    sys.path.insert(0, os.environ["FLOOR_PROJECT"])
     from brandbot_runtime.persistence import StoredConversations
 
     @cl.data_layer
