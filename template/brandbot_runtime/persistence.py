@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import sessionmaker
 
 from . import schema
-from .data_layer_guard import guarded
+from .data_layer_guard import guarded, inner_warnings
 from .database_url import configured_url, describe, resolve_database_url
 from .schema.engine import create_engine, is_sqlite
 from .settings import ConfigurationError, Settings
@@ -51,14 +51,6 @@ KNOWN_THREADS = 10_000
 # How long close() lets the writer finish what is queued (the guard's drain has waited for its callers).
 WRITER_CLOSE_SECONDS = 5.0
 
-
-class _Statements:
-    """Whether any statement run inside `_counted()` failed (Chainlit's execute_sql answers None then)."""
-
-    failed = False
-
-
-_tally: ContextVar[_Statements | None] = ContextVar("brandbot_statements", default=None)
 # Chainlit's own writes without their queue_until_user_message wrapper: the write queue's writer runs
 # them outside any Chainlit session (create_step and delete_step below have queued them already).
 _CHAINLIT_CREATE_STEP = SQLAlchemyDataLayer.create_step.__wrapped__  # type: ignore[attr-defined]
@@ -153,10 +145,12 @@ class StoredConversations(SQLAlchemyDataLayer):
         changes = name is not None or user_id is not None or metadata is not None or tags is not None
         if not changes and (thread_id in self._threads or noted(thread_id)):
             return
-        with _in_background(), _counted() as statements:
+        with _in_background(), inner_warnings() as logged:
             await super().update_thread(thread_id, name=name, user_id=user_id, metadata=metadata, tags=tags)
-        if not statements.failed:
-            after_commit(lambda: self._remember(thread_id), note=thread_id)
+        if logged.problem is not None:  # a statement failed (Chainlit logged it and went on): not stored
+            chainlit_logger.warning(logged.problem)  # said again in the caller's task, as create_step does
+            return
+        after_commit(lambda: self._remember(thread_id), note=thread_id)
 
     async def close(self) -> None:
         """The writer's queue first (a conversation's last words), for a few seconds, then Chainlit's close."""
@@ -202,8 +196,6 @@ class StoredConversations(SQLAlchemyDataLayer):
             else:
                 async with self._background_slots:
                     result = await super().execute_sql(query, bound)
-        if result is None and (statements := _tally.get()) is not None:
-            statements.failed = True
         return result
 
     def _turn(self) -> contextlib.AbstractAsyncContextManager[Any]:
@@ -219,17 +211,6 @@ class StoredConversations(SQLAlchemyDataLayer):
 def _writes_rows(query: str) -> bool:
     """Whether a statement writes (and so needs SQLite's write turn): anything but a SELECT."""
     return not query.lstrip().upper().startswith("SELECT")
-
-
-@contextmanager
-def _counted() -> Iterator[_Statements]:
-    """Tells whether a statement run inside failed (Chainlit logs it and goes on)."""
-    statements = _Statements()
-    token = _tally.set(statements)
-    try:
-        yield statements
-    finally:
-        _tally.reset(token)
 
 
 @contextmanager
